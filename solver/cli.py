@@ -1,0 +1,170 @@
+"""Command line: creep-cathode {check, mesh, run, report, sweep, collect}.
+
+Exit codes: 0 success; 2 bad config or input (one line naming the key); 3 solver failure (the
+run folder says `failed` and why); 4 file-system error; 1 unexpected internal error.
+Under mpiexec every rank parses the same config, so all ranks fail together; rank 0 prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_SOLVER, EXIT_IO = 0, 1, 2, 3, 4
+
+
+def _rank() -> int:
+    for k in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        if k in os.environ:
+            return int(os.environ[k])
+    return 0
+
+
+def _say(msg: str, file=sys.stderr):
+    if _rank() == 0:
+        print(msg, file=file, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="creep-cathode", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def with_config(sp):
+        sp.add_argument("config", help="TOML config file")
+        sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a config value (a TOML value; a bare word is a string)")
+
+    c = sub.add_parser("check", help="validate a config and print it normalised")
+    with_config(c)
+    m = sub.add_parser("mesh", help="build the RVE: DIR/rve.msh, rve.json, rve.png")
+    with_config(m)
+    m.add_argument("-o", "--out", default="mesh", help="output folder")
+    r = sub.add_parser("run", help="run a simulation into a run folder")
+    with_config(r)
+    r.add_argument("-o", "--out", required=True, help="run folder")
+    r.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
+    rp = sub.add_parser("report", help="(re)draw the plots of a run folder")
+    rp.add_argument("dir")
+    sw = sub.add_parser("sweep", help="run a parameter sweep")
+    sw.add_argument("sweep")
+    sw.add_argument("-o", "--out", required=True)
+    sw.add_argument("--jobs", type=int, default=1)
+    sw.add_argument("--ranks-per-case", type=int, default=1)
+    sw.add_argument("--slurm", action="store_true")
+    co = sub.add_parser("collect", help="aggregate a sweep folder into sweep.csv")
+    co.add_argument("dir")
+    return p
+
+
+def cmd_check(args) -> int:
+    from .config import load_config, to_toml
+
+    cfg = load_config(args.config, args.overrides)
+    if _rank() == 0:
+        sys.stdout.write(to_toml(cfg))
+    return EXIT_OK
+
+
+def cmd_mesh(args) -> int:
+    from .config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    from .meshcmd import write_mesh
+
+    write_mesh(cfg, args.out)
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from .config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    from mpi4py import MPI
+
+    from .simulation import Simulation, prepare_outdir
+
+    comm = MPI.COMM_WORLD
+    prepare_outdir(args.out, cfg, comm, resume=args.resume)
+    sim = Simulation(cfg, args.out, comm).initialise()
+    summary = sim.run()
+    if summary["status"] != "completed":
+        _say(f"error: run failed: {summary.get('reason')}")
+        return EXIT_SOLVER
+    _say(f"completed: {summary['steps']} steps, {summary['newton_iterations_total']} Newton iterations, "
+         f"{summary['wall_time_s']:.1f} s -> {args.out}", file=sys.stdout)
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from .plots import make_plots
+
+    if _rank() == 0:
+        files = make_plots(args.dir)
+        for f in files:
+            print(f)
+    return EXIT_OK
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import run_sweep
+
+    return run_sweep(args)
+
+
+def cmd_collect(args) -> int:
+    from .sweep import collect
+
+    if _rank() == 0:
+        collect(args.dir)
+    return EXIT_OK
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from .config import ConfigError
+
+    try:
+        from meshes.packing import PackingError
+    except ImportError:  # pragma: no cover
+        PackingError = ConfigError
+    try:
+        return {"check": cmd_check, "mesh": cmd_mesh, "run": cmd_run, "report": cmd_report,
+                "sweep": cmd_sweep, "collect": cmd_collect}[args.cmd](args)
+    except ConfigError as e:
+        _say(f"error: {e}")
+        return EXIT_CONFIG
+    except PackingError as e:
+        _say(f"error: rve: {e}")
+        return EXIT_CONFIG
+    except OSError as e:
+        _say(f"error: {e}")
+        return EXIT_IO
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except Exception as e:  # one rank's failure ends the whole job
+        msg = f"error: internal: {e.__class__.__name__}: {e}"
+        print(f"[rank {_rank()}] {msg}", file=sys.stderr, flush=True)
+        if args.debug:
+            traceback.print_exc()
+        _abort_others()
+        return EXIT_INTERNAL
+
+
+def _abort_others():
+    if "mpi4py.MPI" in sys.modules:
+        from mpi4py import MPI
+
+        if MPI.COMM_WORLD.size > 1:
+            MPI.COMM_WORLD.Abort(EXIT_INTERNAL)
+
+
+def entry():  # pragma: no cover
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Cycling protocol: PyBaMM-style step strings -> a piecewise-linear schedule theta(t).
+
+Step grammar (case-insensitive, SI output):
+
+    "Lithiate at 0.1C"               theta -> 1 at 0.1 C (a full 0 -> 1 step takes 1/0.1 h)
+    "Lithiate at 2C to 0.5"          theta -> 0.5
+    "Delithiate at 0.1C"             theta -> 0
+    "Delithiate at 0.1C to 0.22"     theta -> 0.22
+    "Rest for 2 hours"               theta constant for 7200 s  (s, sec, seconds, min, minutes, h, hours)
+
+theta is the state of lithiation of every active phase (uniform, DESIGN section 2). It moves
+linearly in time at the C-rate: |d theta / dt| = c / 3600 1/s. A step whose target is already
+reached has zero length and is kept in the schedule (its end is still a protocol boundary).
+This module imports nothing heavy: the config validator uses it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["Step", "Segment", "ProtocolError", "parse_step", "parse_protocol", "schedule"]
+
+
+class ProtocolError(ValueError):
+    """A step string that does not follow the grammar above."""
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # "lithiate" | "delithiate" | "rest"
+    text: str
+    c_rate: float = 0.0  # 1/h
+    target: float | None = None  # theta at the end (charge steps)
+    duration_s: float | None = None  # rest steps
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One step of one cycle on the time axis: theta goes linearly from theta0 to theta1."""
+
+    cycle: int  # 1-based
+    index: int  # step index within the cycle, 0-based
+    step: Step
+    t0: float
+    t1: float
+    theta0: float
+    theta1: float
+
+    def theta(self, t: float) -> float:
+        if self.t1 <= self.t0:
+            return self.theta1
+        s = min(max((t - self.t0) / (self.t1 - self.t0), 0.0), 1.0)
+        return self.theta0 + s * (self.theta1 - self.theta0)
+
+
+_NUM = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+_CHARGE = re.compile(rf"^(lithiate|delithiate)\s+at\s+{_NUM}\s*c(?:\s+to\s+{_NUM})?$", re.I)
+_REST = re.compile(rf"^rest\s+for\s+{_NUM}\s*(s|sec|secs|seconds?|min|mins|minutes?|h|hr|hrs|hours?)$", re.I)
+_UNIT_S = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "min": 60.0, "mins": 60.0,
+           "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hrs": 3600.0, "hour": 3600.0,
+           "hours": 3600.0}
+
+
+def parse_step(text: str) -> Step:
+    if not isinstance(text, str):
+        raise ProtocolError(f"step {text!r} is not a string")
+    s = " ".join(text.strip().split())
+    m = _CHARGE.match(s)
+    if m:
+        kind = m.group(1).lower()
+        c = float(m.group(2))
+        if not c > 0:
+            raise ProtocolError(f"step {text!r}: C-rate must be > 0")
+        target = float(m.group(3)) if m.group(3) is not None else (1.0 if kind == "lithiate" else 0.0)
+        if not 0.0 <= target <= 1.0:
+            raise ProtocolError(f"step {text!r}: target state of lithiation must be in [0, 1]")
+        return Step(kind, text, c_rate=c, target=target)
+    m = _REST.match(s)
+    if m:
+        d = float(m.group(1)) * _UNIT_S[m.group(2).lower()]
+        if not d > 0:
+            raise ProtocolError(f"step {text!r}: duration must be > 0")
+        return Step("rest", text, duration_s=d)
+    raise ProtocolError(
+        f"step {text!r} not understood (expected e.g. 'Lithiate at 0.1C', "
+        "'Delithiate at 0.1C to 0.22', 'Rest for 2 hours')"
+    )
+
+
+def parse_protocol(steps: list[str]) -> list[Step]:
+    if not steps:
+        raise ProtocolError("protocol is empty")
+    return [parse_step(s) for s in steps]
+
+
+def schedule(steps: list[Step], cycles: int, theta0: float = 0.0) -> list[Segment]:
+    """Lay `cycles` repetitions of `steps` on the time axis."""
+    segs: list[Segment] = []
+    t, theta = 0.0, theta0
+    for cyc in range(1, cycles + 1):
+        for i, st in enumerate(steps):
+            if st.kind == "rest":
+                t1, th1 = t + st.duration_s, theta
+            else:
+                th1 = theta
+                if st.kind == "lithiate" and st.target > theta:
+                    th1 = st.target
+                elif st.kind == "delithiate" and st.target < theta:
+                    th1 = st.target
+                t1 = t + abs(th1 - theta) / st.c_rate * 3600.0
+            segs.append(Segment(cyc, i, st, t, t1, theta, th1))
+            t, theta = t1, th1
+    return segs
