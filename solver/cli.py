@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("-o", "--out", required=True)
     sw.add_argument("--jobs", type=int, default=1)
     sw.add_argument("--ranks-per-case", type=int, default=1)
-    sw.add_argument("--slurm", action="store_true")
+    sw.add_argument("--slurm", action="store_true", help="write DIR/sweep.sbatch (a job array) instead of running")
+    sw.add_argument("--case", type=int, default=None, help="run only case I (used by the SLURM array)")
     co = sub.add_parser("collect", help="aggregate a sweep folder into sweep.csv")
     co.add_argument("dir")
     return p
@@ -89,7 +90,7 @@ def cmd_run(args) -> int:
     comm = MPI.COMM_WORLD
     prepare_outdir(args.out, cfg, comm, resume=args.resume)
     sim = Simulation(cfg, args.out, comm).initialise()
-    summary = sim.run()
+    summary = sim.run(resume=args.resume)
     if summary["status"] != "completed":
         _say(f"error: run failed: {summary.get('reason')}")
         return EXIT_SOLVER

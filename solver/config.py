@@ -418,7 +418,10 @@ def config_reference() -> str:
             default = "required" if f.is_required() else (
                 "—" if f.default_factory is not None or f.default is None else f"`{_tv(f.default)}`")
             if sub is not None and name not in ("left", "right", "bottom", "top"):
-                subs.append((f"{prefix}.{name}" if prefix else name, sub, f.description))
+                origin = getattr(ann, "__origin__", None)
+                nm = f"{prefix}.{name}" if prefix else name
+                nm = nm + ".<phase>" if origin is dict else nm
+                subs.append((nm, sub, f.description))
             else:
                 rows.append(f"| `{prefix + '.' if prefix else ''}{name}` | {default} | {f.description or ''} |")
         return rows, subs

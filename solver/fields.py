@@ -1,0 +1,54 @@
+"""ParaView fields (XDMF/HDF5): displacement (m), von Mises (Pa), equivalent creep strain, phase.
+
+Cell fields are quadrature-point averages per cell (DG0). Open `fields/fields.xdmf` in ParaView
+and apply "Warp By Vector" with u to see the deformed RVE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import dolfinx_env  # noqa: F401
+from dolfinx import fem, io
+
+
+class FieldWriter:
+    def __init__(self, mech, folder):
+        self.mech = mech
+        msh = mech.dom.mesh
+        folder = Path(folder)
+        if msh.comm.rank == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        msh.comm.barrier()
+        self.V1 = fem.functionspace(msh, ("Lagrange", 1, (2,)))
+        self.Q0 = fem.functionspace(msh, ("DG", 0))
+        self.u1 = fem.Function(self.V1, name="u")
+        self.vm = fem.Function(self.Q0, name="von_mises")
+        self.cr = fem.Function(self.Q0, name="creep_eq")
+        self.ph = fem.Function(self.Q0, name="phase")
+        self.s33 = fem.Function(self.Q0, name="sigma_33")
+        self.ph.x.array[: mech.nc] = mech.cell_phase
+        self.file = io.XDMFFile(msh.comm, str(folder / "fields.xdmf"), "w")
+        # write the mesh in SI units
+        x = msh.geometry.x
+        x[:, :2] *= mech.L0
+        self.file.write_mesh(msh)
+        x[:, :2] /= mech.L0
+
+    def write(self, t: float):
+        m = self.mech
+        nc, nq = m.nc, m.nqp
+        self.u1.interpolate(m.u)
+        self.u1.x.array[:] *= m.L0
+        self.vm.x.array[:nc] = m.vm_q.reshape(nc, nq).mean(axis=1) * m.S0
+        self.cr.x.array[:nc] = m.eps_cr.reshape(nc, nq).mean(axis=1)
+        self.s33.x.array[:nc] = m.sig_q[:, 3].reshape(nc, nq).mean(axis=1) * m.S0
+        for f in (self.vm, self.cr, self.s33):
+            f.x.scatter_forward()
+        for f in (self.u1, self.vm, self.cr, self.ph, self.s33):
+            self.file.write_function(f, t)
+
+    def close(self):
+        self.file.close()

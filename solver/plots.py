@@ -1,0 +1,111 @@
+"""Plots of a run folder (matplotlib, Agg): `creep-cathode report DIR` redraws them.
+
+- plots/stress_vs_time.png      mean and max von Mises per phase vs time (with theta)
+- plots/contact_vs_cycle.png    contact ratios at the lithiated state vs cycle (Fig. 4d; paper points
+                                overlaid when the phases are Se/MSe or LCO/MSe)
+- plots/stress_vs_cycle.png     mean von Mises per phase at the lithiated state vs cycle (Fig. 4e)
+- plots/porosity_vs_time.png    porosity and equivalent creep strain vs time
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .output import CSVTable
+
+# Xiong et al. 2024, Fig. 4d/e (text values at cycles 1 and 20, fully lithiated)
+PAPER = {
+    "contact_Se_Se": {1: 0.705, 20: 0.844},
+    "contact_Se_MSe": {1: 0.670, 20: 0.795},
+    "vm_mean_Se_Pa": {1: 0.099e9, 20: 0.067e9},
+    "vm_mean_MSe_Pa": {1: 0.171e9, 20: 0.156e9},
+    "contact_LCO_LCO": {1: 0.0384, 20: 0.0384},
+    "contact_LCO_MSe": {1: 0.0910, 20: 0.0910},
+}
+
+
+def _phases(row: dict) -> list[str]:
+    return [k[len("vm_mean_"):-len("_Pa")] for k in row if k.startswith("vm_mean_")]
+
+
+def make_plots(folder) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    ts = CSVTable.read(folder / "timeseries.csv")
+    cy = CSVTable.read(folder / "cycles.csv")
+    out = folder / "plots"
+    out.mkdir(exist_ok=True)
+    files = []
+    if not ts:
+        return files
+    phases = _phases(ts[0])
+    t = [r["time_s"] / 3600 for r in ts]
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for p in phases:
+        ax.plot(t, [r[f"vm_mean_{p}_Pa"] / 1e9 for r in ts], label=f"{p} mean")
+        ax.plot(t, [r[f"vm_max_{p}_Pa"] / 1e9 for r in ts], "--", label=f"{p} max")
+    ax.set_xlabel("time [h]")
+    ax.set_ylabel("von Mises stress [GPa]")
+    act = [k for k in ts[0] if k.startswith("theta_") and any(r[k] for r in ts)]
+    if act:
+        ax2 = ax.twinx()
+        ax2.plot(t, [r[act[0]] for r in ts], color="0.6", lw=0.8)
+        ax2.set_ylabel(r"$\theta$ (grey)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    files.append(out / "stress_vs_time.png")
+    fig.savefig(files[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(t, [r["porosity"] for r in ts], label="porosity")
+    for p in phases:
+        ax.plot(t, [r[f"creep_eq_mean_{p}"] for r in ts], label=f"creep strain {p}")
+    ax.set_xlabel("time [h]")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    files.append(out / "porosity_vs_time.png")
+    fig.savefig(files[-1], dpi=120)
+    plt.close(fig)
+
+    lit = [r for r in cy if r.get("state") == "lithiated"]
+    if lit:
+        c = [r["cycle"] for r in lit]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for a in phases:
+            for b in phases:
+                k = f"contact_{a}_{b}"
+                if any(r.get(k, 0) for r in lit):
+                    line, = ax.plot(c, [100 * r[k] for r in lit], "o-", ms=3, label=f"{a}-{b}")
+                    if k in PAPER:
+                        ax.plot(list(PAPER[k]), [100 * v for v in PAPER[k].values()], "s", mfc="none",
+                                color=line.get_color(), ms=8, label=f"{a}-{b} paper")
+        ax.set_xlabel("cycle")
+        ax.set_ylabel("contact ratio at full lithiation [%]")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        files.append(out / "contact_vs_cycle.png")
+        fig.savefig(files[-1], dpi=120)
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for p in phases:
+            k = f"vm_mean_{p}_Pa"
+            line, = ax.plot(c, [r[k] / 1e9 for r in lit], "o-", ms=3, label=p)
+            if k in PAPER:
+                ax.plot(list(PAPER[k]), [v / 1e9 for v in PAPER[k].values()], "s", mfc="none",
+                        color=line.get_color(), ms=8, label=f"{p} paper")
+        ax.set_xlabel("cycle")
+        ax.set_ylabel("mean von Mises at full lithiation [GPa]")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        files.append(out / "stress_vs_cycle.png")
+        fig.savefig(files[-1], dpi=120)
+        plt.close(fig)
+    return files

@@ -1,0 +1,362 @@
+r"""Quasi-static finite-strain chemo-mechanics of the RVE: forms, Newton, adaptive time stepping.
+
+Equilibrium  Div P = 0  (plane strain, per unit thickness) is solved as the minimisation of the
+incremental potential of a variational constitutive update (Ortiz & Stainier 1999):
+
+    Π(u) = ∫ W(F; state_n, Δt) dX  +  barrier contact  +  p ∫ N·u dS  +  ½ k_prox ∫ |u - u_n|² dX,
+
+where W = ψ(ε_e) + Δt ψ*(Δε/Δt) is the Hencky energy plus the Norton dissipation of the
+backward-Euler step, evaluated at quadrature points by `solver.creep.update` (P = ∂W/∂F and the
+algorithmic tangent ∂P/∂F come from the same return mapping). A Newton method with an energy line
+search capped by continuous collision detection (solver.newton) minimises Π each step.
+
+Internal units: lengths in L0 = min(W, H)/40, stresses in S0 = the largest Young's modulus.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import dolfinx_env  # noqa: F401
+import basix
+import basix.ufl
+import dolfinx.fem.petsc as fp
+import ufl
+from dolfinx import fem
+from mpi4py import MPI
+from petsc4py import PETSc
+
+from . import creep, materials
+from .domain import WALL_TAGS, Domain
+from .protocol import parse_protocol, schedule
+
+SIDES = ("left", "right", "bottom", "top")
+_NORMAL_AXIS = {"left": 0, "right": 0, "bottom": 1, "top": 1}
+
+
+class SolverFailure(RuntimeError):
+    """The mechanics could not be advanced (Newton failed after all cut-backs)."""
+
+
+@dataclass
+class StepInfo:
+    converged: bool
+    iterations: int
+    reason: str = ""
+    history: tuple = ()
+
+
+class Mechanics:
+    """Discrete mechanics of one Domain: spaces, quadrature state, forms, assembly, metrics."""
+
+    def __init__(self, cfg, dom: Domain, comm=MPI.COMM_WORLD):
+        self.cfg, self.dom, self.comm = cfg, dom, comm
+        msh = dom.mesh
+        self.L0 = min(dom.width, dom.height) / 40.0
+        mats = cfg.used_materials()
+        self.S0 = max(max(m.youngs_modulus, (m.lithiated.youngs_modulus or 0) if m.lithiated else 0)
+                      for m in mats.values())
+        msh.geometry.x[:, :2] /= self.L0
+        self.W, self.H = dom.width / self.L0, dom.height / self.L0
+        deg = cfg.solver.element_degree
+        q = cfg.solver.quadrature_degree or max(1, 2 * (deg - 1))
+        self.deg, self.q = deg, q
+        self.V = fem.functionspace(msh, ("Lagrange", deg, (2,)))
+        cell = msh.basix_cell()
+        self.QT = fem.functionspace(msh, basix.ufl.quadrature_element(cell, value_shape=(2, 2), degree=q))
+        self.QD = fem.functionspace(msh, basix.ufl.quadrature_element(cell, value_shape=(2, 2, 2, 2), degree=q))
+        self.u = fem.Function(self.V, name="u")
+        self.u_n = fem.Function(self.V)  # last converged step (proximal term)
+        self.P = fem.Function(self.QT)
+        self.D = fem.Function(self.QD)
+        tdim = msh.topology.dim
+        self.nc = msh.topology.index_map(tdim).size_local
+        self.cells = np.arange(self.nc, dtype=np.int32)
+        pts, wts = basix.make_quadrature(basix.CellType.triangle, q)
+        self.nqp = len(wts)
+        self.qdofs = self.QT.dofmap.list[: self.nc].reshape(-1)
+        self.grad_expr = fem.Expression(ufl.grad(self.u), pts)
+        detJ = fem.Expression(abs(ufl.JacobianDeterminant(msh)), pts).eval(msh, self.cells).reshape(self.nc, -1)
+        self.wdet = (detJ * wts[None, :]).reshape(-1)  # reference area weight per quadrature point
+
+        # phase per quadrature point
+        self.phases = list(mats)
+        tag2phase = {t: p for t, p in dom.bodies}
+        ct = dom.cell_tags
+        cell_phase = np.full(self.nc, -1, dtype=np.int32)
+        for t, p in dom.bodies:
+            c = ct.find(t)
+            c = c[c < self.nc]
+            cell_phase[c] = self.phases.index(p)
+        if (cell_phase < 0).any():
+            raise RuntimeError("mesh has cells outside any body (pores meshed?)")
+        self.cell_phase = cell_phase
+        self.tag2phase = tag2phase
+        self.qphase = np.repeat(cell_phase, self.nqp)
+        nq = self.nc * self.nqp
+        self.Cp_inv = np.tile(np.array([1.0, 1.0, 0.0, 1.0]), (nq, 1))
+        self.eps_cr = np.zeros(nq)
+        self.Cp_trial = self.Cp_inv.copy()
+        self.deps_trial = np.zeros(nq)
+        self.vm_q = np.zeros(nq)
+        self.sig_q = np.zeros((nq, 4))
+        self.J_q = np.ones(nq)
+
+        # boundary conditions
+        b = cfg.boundary
+        ft = dom.facet_tags
+        msh.topology.create_connectivity(tdim - 1, tdim)
+        self.bcs, bc_dofs = [], []
+        zero = PETSc.ScalarType(0.0)
+        for s in SIDES:
+            if b.kind(s) == "roller":
+                facets = ft.find(WALL_TAGS[s])
+                Vi = self.V.sub(_NORMAL_AXIS[s])
+                dofs = fem.locate_dofs_topological(Vi, tdim - 1, facets)
+                self.bcs.append(fem.dirichletbc(zero, dofs, Vi))
+                bc_dofs.append(dofs)
+        bs = self.V.dofmap.index_map_bs
+        self.bc_local = np.unique(np.concatenate(bc_dofs)) if bc_dofs else np.zeros(0, np.int32)
+        n_owned = self.V.dofmap.index_map.size_local * bs
+        owned = self.bc_local[self.bc_local < n_owned]
+        self.bc_rows_global = (owned + self.V.dofmap.index_map.local_range[0] * bs).astype(PETSc.IntType)
+        self.bc_owned_local = owned
+
+        # forms
+        v, du = ufl.TestFunction(self.V), ufl.TrialFunction(self.V)
+        dx = ufl.dx(metadata={"quadrature_degree": q})
+        i, j, k, l = ufl.indices(4)
+        G = ufl.grad(v)
+        self.k_prox = fem.Constant(msh, PETSc.ScalarType(0.0))
+        R = ufl.inner(self.P, G) * dx + self.k_prox * ufl.inner(self.u - self.u_n, v) * dx
+        a = self.D[i, j, k, l] * ufl.grad(du)[k, l] * G[i, j] * dx + self.k_prox * ufl.inner(du, v) * dx
+        E_extra = 0.5 * self.k_prox * ufl.inner(self.u - self.u_n, self.u - self.u_n) * dx
+        ds = ufl.Measure("ds", domain=msh, subdomain_data=ft, metadata={"quadrature_degree": max(2, deg)})
+        N = ufl.FacetNormal(msh)
+        self.pressure = {}
+        for s in SIDES:
+            if b.kind(s) == "pressure":
+                p = fem.Constant(msh, PETSc.ScalarType(getattr(b, s).pressure / self.S0))
+                self.pressure[s] = p
+                # nominal (dead-load) pressure on the reference side: potential p ∫ N·u dS
+                R += p * ufl.dot(N, v) * ds(WALL_TAGS[s])
+                E_extra += p * ufl.dot(N, self.u) * ds(WALL_TAGS[s])
+        self.R_form, self.a_form, self.E_form = fem.form(R), fem.form(a), fem.form(E_extra)
+        self.A = fp.create_matrix(self.a_form)
+        self.A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
+        self.b = fp.create_vector(self.V)
+        self.contact = None
+        self.dt = 0.0
+        self.theta = 0.0
+        self._props = None
+        # side facets for thickness change
+        self._side_dofs = {}
+        for s in SIDES:
+            Vi = self.V.sub(_NORMAL_AXIS[s])
+            d = fem.locate_dofs_topological(Vi, tdim - 1, ft.find(WALL_TAGS[s]))
+            self._side_dofs[s] = d
+
+    # ---------------------------------------------------------------- material state
+    def set_state(self, theta: float, dt: float):
+        """Material properties at theta (per quadrature point) and the step size."""
+        self.theta, self.dt = theta, dt
+        mats = self.cfg.used_materials()
+        T = self.cfg.cycling.temperature
+        st = [materials.state(mats[p], theta, T) for p in self.phases]
+        S0 = self.S0
+        tab = np.array([[s.mu / S0, s.lam / S0, s.Jl, s.A, s.n, s.sigma_ref / S0] for s in st])
+        qp = self.qphase
+        self._props = tuple(tab[qp, c] for c in range(6))
+
+    def _update(self, u_array, tangent):
+        self.u.x.array[:] = u_array
+        F = self.grad_expr.eval(self.dom.mesh, self.cells).reshape(-1, 2, 2)
+        F[:, 0, 0] += 1.0
+        F[:, 1, 1] += 1.0
+        mu, lam, Jl, A, n, sref = self._props
+        return F, creep.update(F, self.Cp_inv, Jl, mu, lam, A, n, sref, self.dt, tangent=tangent)
+
+    def _energy_density(self, r, F):
+        """W = ψ(ε_e) + n/(n+1) Δε σ_e (Hencky + Norton dissipation of the step), per reference area."""
+        mu, lam, Jl, A, n, sref = self._props
+        K = lam + 2.0 * mu / 3.0
+        t = r.tau
+        tr = t[:, 0] + t[:, 1] + t[:, 3]
+        dev = t.copy()
+        dev[:, [0, 1, 3]] -= tr[:, None] / 3.0
+        dd = dev[:, 0] ** 2 + dev[:, 1] ** 2 + dev[:, 3] ** 2 + 2.0 * dev[:, 2] ** 2
+        se = np.sqrt(1.5 * dd)
+        W = tr**2 / (18.0 * K) + dd / (4.0 * mu) + n / (n + 1.0) * r.deps * se
+        J = F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0]
+        return np.where(J > 0, W, np.inf)
+
+    # ---------------------------------------------------------------- Newton system
+    def energy(self, u_array) -> float:
+        F, r = self._update(u_array, tangent=False)
+        W = self._energy_density(r, F)
+        e = float(np.sum(W * self.wdet))
+        e = self.comm.allreduce(e, op=MPI.SUM)
+        if not np.isfinite(e):
+            return math.inf
+        e += self.comm.allreduce(fem.assemble_scalar(self.E_form), op=MPI.SUM)
+        if self.contact is not None:
+            e += self.contact.energy(u_array)
+        return e
+
+    def assemble(self, u_array):
+        F, r = self._update(u_array, tangent=True)
+        self.P.x.array.reshape(-1, 4)[self.qdofs] = r.P.reshape(-1, 4)
+        self.D.x.array.reshape(-1, 16)[self.qdofs] = r.dPdF.reshape(-1, 16)
+        self.P.x.scatter_forward()
+        self.D.x.scatter_forward()
+        self._last = (F, r)
+        b, A = self.b, self.A
+        with b.localForm() as bl:
+            bl.set(0.0)
+        fp.assemble_vector(b, self.R_form)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        A.zeroEntries()
+        fp.assemble_matrix(A, self.a_form, bcs=self.bcs)
+        A.assemble()
+        if self.contact is not None:
+            self.contact.add_gradient(b, u_array)
+            self.contact.add_hessian(A, u_array)
+            A.assemble()
+            A.zeroRowsColumns(self.bc_rows_global, 1.0)
+        b.array[self.bc_owned_local] = 0.0
+        return b, A
+
+    def max_step(self, u_array, du_array) -> float:
+        if self.contact is None:
+            return 1.0
+        return self.contact.max_step(u_array, du_array)
+
+    def commit(self):
+        """Accept the converged step: update internal variables and u_n."""
+        F, r = self._update(self.u.x.array, tangent=False)
+        self.Cp_inv[:] = r.Cp_inv
+        self.eps_cr += r.deps
+        self.vm_q = r.vm
+        self.sig_q = r.sigma
+        self.J_q = F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0]
+        self.u_n.x.array[:] = self.u.x.array
+        dmax = float(r.deps.max()) if len(r.deps) else 0.0
+        return self.comm.allreduce(dmax, op=MPI.MAX)
+
+    def refresh(self):
+        """Recompute stresses for metrics at the current u without touching the internal variables."""
+        F, r = self._update(self.u.x.array, tangent=False)
+        self.vm_q, self.sig_q = r.vm, r.sigma
+        self.J_q = F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0]
+
+    def max_creep_increment(self) -> float:
+        F, r = self._update(self.u.x.array, tangent=False)
+        d = float(r.deps.max()) if len(r.deps) else 0.0
+        return self.comm.allreduce(d, op=MPI.MAX)
+
+    # ---------------------------------------------------------------- metrics
+    def metrics(self) -> dict:
+        """Phase-averaged metrics in the deformed configuration (SI)."""
+        comm = self.comm
+        out = {}
+        wdef = self.wdet * self.J_q  # deformed area weights
+        solid = comm.allreduce(float(wdef.sum()), op=MPI.SUM)
+        solid0 = comm.allreduce(float(self.wdet.sum()), op=MPI.SUM)
+        for i, p in enumerate(self.phases):
+            m = self.qphase == i
+            a = comm.allreduce(float(wdef[m].sum()), op=MPI.SUM)
+            vm = comm.allreduce(float((self.vm_q[m] * wdef[m]).sum()), op=MPI.SUM)
+            vmax = comm.allreduce(float(self.vm_q[m].max()) if m.any() else 0.0, op=MPI.MAX)
+            cr = comm.allreduce(float((self.eps_cr[m] * wdef[m]).sum()), op=MPI.SUM)
+            s33 = comm.allreduce(float((self.sig_q[m, 3] * wdef[m]).sum()), op=MPI.SUM)
+            p_ = comm.allreduce(float((-(self.sig_q[m, 0] + self.sig_q[m, 1] + self.sig_q[m, 3]) / 3 * wdef[m]).sum()),
+                                op=MPI.SUM)
+            a = a or 1.0
+            out[f"vm_mean_{p}_Pa"] = vm / a * self.S0
+            out[f"vm_max_{p}_Pa"] = vmax * self.S0
+            out[f"creep_eq_mean_{p}"] = cr / a
+            out[f"s33_mean_{p}_Pa"] = s33 / a * self.S0
+            out[f"pressure_mean_{p}_Pa"] = p_ / a * self.S0
+        # box: sides that move (free/pressure) — mean normal displacement of their wall dofs
+        ext = {}
+        n_owned = self.V.dofmap.index_map.size_local * self.V.dofmap.index_map_bs
+        for s in SIDES:
+            d = self._side_dofs[s]
+            own = d[d < n_owned]
+            tot = comm.allreduce(float(self.u.x.array[own].sum()), op=MPI.SUM)
+            cnt = comm.allreduce(int(len(own)), op=MPI.SUM)
+            ext[s] = tot / cnt if cnt else 0.0
+        Wd = self.W + ext["right"] - ext["left"]
+        Hd = self.H + ext["top"] - ext["bottom"]
+        box = Wd * Hd
+        out["porosity"] = max(0.0, 1.0 - solid / box)
+        out["solid_area_ratio"] = solid / solid0
+        out["width_change"] = Wd / self.W - 1.0
+        out["height_change"] = Hd / self.H - 1.0
+        return out
+
+    def dofs(self) -> int:
+        return self.V.dofmap.index_map.size_global * self.V.dofmap.index_map_bs
+
+
+class Stepper:
+    """Adaptive time stepping over the protocol schedule."""
+
+    def __init__(self, cfg, mech: Mechanics, solve, on_step, log=print):
+        self.cfg, self.mech, self.solve, self.on_step, self.log = cfg, mech, solve, on_step, log
+        self.segments = schedule(parse_protocol(cfg.cycling.protocol), cfg.cycling.cycles, cfg.cycling.initial_theta)
+        s = cfg.solver
+        self.dt = s.dt_initial
+        self.t = 0.0
+        self.steps = 0
+        self.newton_total = 0
+        self.seg_index = 0
+
+    def run_segment(self, seg, on_end=None):
+        s = self.cfg.solver
+        mech = self.mech
+        rate = abs(seg.theta1 - seg.theta0) / (seg.t1 - seg.t0) if seg.t1 > seg.t0 else 0.0
+        cut = 0
+        while self.t < seg.t1 - 1e-9 * max(1.0, seg.t1):
+            dt = min(self.dt, s.dt_max, seg.t1 - self.t)
+            if rate > 0:
+                dt = min(dt, s.max_theta_increment / rate)
+            if seg.t1 - (self.t + dt) < 1e-6 * dt:
+                dt = seg.t1 - self.t
+            t_new = self.t + dt
+            theta = seg.theta(t_new)
+            mech.set_state(theta, dt)
+            u_old = mech.u.x.array.copy()
+            info = self.solve()
+            self.newton_total += info.iterations
+            ok = info.converged
+            dmax = mech.max_creep_increment() if ok else 0.0
+            reason = info.reason
+            if ok and dmax > s.max_creep_increment and dt > s.dt_min * 1.0001:
+                ok, reason = False, f"creep increment {dmax:.3g} > max_creep_increment"
+            if not ok:
+                mech.u.x.array[:] = u_old
+                cut += 1
+                if cut > s.max_cutbacks or dt <= s.dt_min * 1.0001:
+                    raise SolverFailure(f"step at t = {self.t:.6g} s (cycle {seg.cycle}, '{seg.step.text}') failed "
+                                        f"after {cut - 1} cut-backs (dt = {dt:.3g} s): {reason}")
+                fac = 0.5
+                if dmax > s.max_creep_increment:
+                    fac = min(0.5, 0.8 * s.max_creep_increment / dmax)
+                self.dt = max(dt * fac, s.dt_min)
+                continue
+            mech.commit()
+            self.t = t_new
+            self.steps += 1
+            cut = 0
+            if dt >= 0.999 * min(self.dt, s.dt_max):  # not shortened by a protocol boundary
+                easy = info.iterations <= 6 and dmax < 0.5 * s.max_creep_increment
+                self.dt = min(dt * s.growth, s.dt_max) if easy else dt
+            self.on_step(seg, info)
+        if on_end:
+            on_end(seg)

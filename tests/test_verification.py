@@ -1,0 +1,216 @@
+"""Verification of the chemo-mechanics core on a `block` RVE against closed forms (DESIGN section 7).
+
+Each expected number is computed here from a closed form, never from a previous run.
+"""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from solver.config import validate
+from solver.output import CSVTable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+E, NU = 10e9, 0.32
+MU = E / (2 * (1 + NU))
+LAM = E * NU / ((1 + NU) * (1 - 2 * NU))
+K = E / (3 * (1 - 2 * NU))
+
+
+def block_cfg(*, creep=None, boundary=None, protocol=("Lithiate at 1C",), jmax=1.98, lithiated=None,
+              solver=None, cycles=1, size=4e-6, mesh=1e-6, fields="none"):
+    mat = {"active": True, "youngs_modulus": E, "poisson_ratio": NU, "volume_ratio_lithiated": jmax}
+    if creep:
+        mat["creep"] = creep
+    if lithiated:
+        mat["lithiated"] = lithiated
+    d = {
+        "rve": {"kind": "block", "phase": "Se", "width": size, "height": size, "mesh_size": mesh},
+        "boundary": boundary or {"left": "roller", "right": "roller", "bottom": "roller", "top": "roller"},
+        "materials": {"Se": mat},
+        "cycling": {"protocol": list(protocol), "cycles": cycles},
+        "solver": {"max_theta_increment": 0.25, **(solver or {})},
+        "output": {"fields": fields, "plots": False, "progress": False},
+    }
+    return validate(d)
+
+
+def run(cfg, out):
+    from solver.simulation import Simulation, prepare_outdir
+
+    prepare_outdir(out, cfg)
+    sim = Simulation(cfg, out).initialise()
+    s = sim.run()
+    assert s["status"] == "completed", s.get("reason")
+    return sim, s, CSVTable.read(Path(out) / "timeseries.csv")
+
+
+FREE = {"left": "roller", "bottom": "roller", "right": "free", "top": "free"}
+
+
+def test_constrained_swelling_pure_pressure(tmp_path):
+    """All sides on rollers: F = I, F_e = J_l^(-1/3) I -> tau = K ln(J_e) I, deviator zero, no creep flow."""
+    creep = {"A": 1e-3, "n": 3, "sigma_ref": 100e6}
+    sim, s, ts = run(block_cfg(creep=creep), tmp_path)
+    last = ts[-1]
+    Jl = 1.98
+    p_exact = K * math.log(Jl)  # compression
+    assert last["pressure_mean_Se_Pa"] == pytest.approx(p_exact, rel=1e-8)
+    assert last["s33_mean_Se_Pa"] == pytest.approx(-p_exact, rel=1e-8)
+    assert last["vm_max_Se_Pa"] < 1e-8 * p_exact
+    assert last["creep_eq_mean_Se"] < 1e-12
+    assert last["solid_area_ratio"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_free_swelling_plane_strain_closed_form(tmp_path):
+    """Left/bottom rollers, no creep: F = diag(a, a, 1), in-plane tau = 0 gives
+    ln a = K ln J_l / (2 (lam + mu)) and sigma_33 = (lam tr(ee) - 2 mu ln(J_l)/3) / a^2."""
+    Jl = 1.3
+    sim, s, ts = run(block_cfg(boundary=FREE, jmax=Jl), tmp_path)
+    last = ts[-1]
+    lna = K * math.log(Jl) / (2 * (LAM + MU))
+    a = math.exp(lna)
+    tr = 2 * lna - math.log(Jl)
+    s33 = (LAM * tr - 2 * MU * math.log(Jl) / 3) / a**2
+    assert last["solid_area_ratio"] == pytest.approx(a**2, rel=1e-9)
+    assert last["width_change"] == pytest.approx(a - 1, rel=1e-8)
+    assert last["s33_mean_Se_Pa"] == pytest.approx(s33, rel=1e-8)
+    assert last["vm_mean_Se_Pa"] == pytest.approx(abs(s33), rel=1e-8)
+
+
+def _relax_exact(s0, n, A, sref, Emod, t):
+    if n == 1:
+        return s0 * np.exp(-Emod * A / sref * t)
+    return (s0 ** (1 - n) + (n - 1) * Emod * A * sref ** (-n) * t) ** (1 / (1 - n))
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_norton_relaxation_free_block(tmp_path, n):
+    """Free block lithiated quickly to a small theta, then rested: sigma_33 relaxes as
+    sigma(t) = [sigma0^(1-n) + (n-1) E A sigma_ref^(-n) t]^(1/(1-n)) (uniaxial stress in 33 with
+    eps_33 = 0; small strain). Long-time limit: the whole volume change goes in-plane (area -> J_l)."""
+    sref = 100e6
+    A = 1e-4
+    jmax = 1.98
+    theta = 0.01  # eps_l = 0.98 % volume -> sigma0 ~ E eps_l / 3 ~ 30 MPa
+    # relaxation time scale tau_r = sigma0 / (E A (sigma0/sref)^n)
+    prot = ["Lithiate at 36C to %g" % theta, "Rest for 4 hours"]  # lithiation takes 1 s
+    cfg = block_cfg(creep={"A": A, "n": n, "sigma_ref": sref}, boundary=FREE, protocol=prot, jmax=jmax,
+                    solver={"dt_initial": 1.0, "dt_max": 120.0, "max_creep_increment": 1e-4,
+                            "max_theta_increment": 0.5})
+    sim, s, ts = run(cfg, tmp_path)
+    rest = [r for r in ts if r["time_s"] >= 1.0 - 1e-9]
+    t0 = rest[0]["time_s"]
+    s0 = -rest[0]["s33_mean_Se_Pa"]
+    assert s0 > 0
+    errs = []
+    for r in rest[1:]:
+        ex = _relax_exact(s0, n, A, sref, E, r["time_s"] - t0)
+        errs.append(abs(-r["s33_mean_Se_Pa"] - ex) / s0)
+    assert max(errs) < 0.02, max(errs)
+    Jl = 1 + (jmax - 1) * theta
+    final = ts[-1]
+    if _relax_exact(s0, n, A, sref, E, 4 * 3600) < 1e-3 * s0:
+        assert final["solid_area_ratio"] == pytest.approx(Jl, rel=2e-4)
+
+
+def test_creep_under_stack_pressure(tmp_path):
+    """Lateral rollers, top pressure p, plane strain, no lithiation. With s = sigma_11 = sigma_33 and
+    q = s - sigma_22 = s + p (the von Mises stress), eps_11 = 0 gives
+    dq/dt = -E/(2(1-nu)) A (q/sigma_ref)^n, q0 = p (1-2nu)/(1-nu); and
+    eps_22(t) = (-p - 2 nu s)/E + 2 (1-nu)(s - s0)/E (small strain)."""
+    p, n, A, sref = 20e6, 3, 1e-4, 50e6
+    bnd = {"left": "roller", "right": "roller", "bottom": "roller", "top": {"pressure": p}}
+    cfg = block_cfg(creep={"A": A, "n": n, "sigma_ref": sref}, boundary=bnd, jmax=1.0,
+                    protocol=["Rest for 2 hours"],
+                    solver={"dt_initial": 1.0, "dt_max": 60.0, "max_creep_increment": 2e-5})
+    cfg.materials["Se"].active = False
+    sim, s, ts = run(cfg, tmp_path)
+    q0 = p * (1 - 2 * NU) / (1 - NU)
+    s0 = q0 - p
+    Eeff = E / (2 * (1 - NU))
+    for r in ts[1:]:
+        t = r["time_s"]
+        q = _relax_exact(q0, n, A, sref, Eeff, t)
+        sv = q - p
+        assert r["vm_mean_Se_Pa"] == pytest.approx(q, rel=0.01, abs=1e-3 * q0)
+        e22 = (-p - 2 * NU * sv) / E + 2 * (1 - NU) * (sv - s0) / E
+        assert r["height_change"] == pytest.approx(e22, rel=0.01)
+
+
+def test_newton_quadratic_convergence(tmp_path):
+    """Consistent algorithmic tangent: residual history of a creeping step converges quadratically."""
+    from solver.simulation import Simulation, prepare_outdir
+
+    cfg = block_cfg(creep={"A": 1e-3, "n": 5, "sigma_ref": 50e6}, boundary=FREE,
+                    protocol=["Lithiate at 10C to 0.2"],
+                    solver={"dt_initial": 30.0, "max_creep_increment": 1.0, "rtol": 1e-14, "atol": 1e-13})
+    prepare_outdir(tmp_path, cfg)
+    sim = Simulation(cfg, tmp_path).initialise()
+    hist = []
+    orig = sim._solve
+
+    def spy():
+        info = orig()
+        hist.append(info.history)
+        return info
+
+    sim._solve = spy
+    sim.run()
+    h = max(hist, key=len)
+    h = [x for x in h if x > 1e-12 * h[0]]
+    assert len(h) >= 3
+    # quadratic: log r_{k+1} / log r_k -> 2 (normalised by r_0)
+    rates = [math.log(h[k + 1] / h[0]) / math.log(h[k] / h[0]) for k in range(1, len(h) - 1) if h[k] < 1e-2 * h[0]]
+    assert rates and max(rates) > 1.8, (h, rates)
+
+
+def test_time_step_convergence_first_order(tmp_path):
+    """Backward Euler is first order in dt: successive differences of sigma_33 at t = 20 min of
+    Norton relaxation, |s(dt) - s(dt/2)|, halve with dt (Richardson ratio -> 2); and the error
+    against the closed form shrinks with dt."""
+    n, A, sref = 3, 1e-4, 100e6
+    vals, errs = [], []
+    for dt in (240.0, 120.0, 60.0, 30.0):
+        cfg = block_cfg(creep={"A": A, "n": n, "sigma_ref": sref}, boundary=FREE,
+                        protocol=["Lithiate at 36C to 0.01", "Rest for 20 min"], mesh=2e-6,
+                        solver={"dt_initial": dt, "dt_max": dt, "max_creep_increment": 1.0,
+                                "max_theta_increment": 0.5, "growth": 1.0001})
+        sim, s, ts = run(cfg, tmp_path / f"dt{dt:g}")
+        rest = [r for r in ts if r["time_s"] >= 1.0 - 1e-9]
+        s0 = -rest[0]["s33_mean_Se_Pa"]
+        vals.append(-rest[-1]["s33_mean_Se_Pa"])
+        errs.append(abs(vals[-1] - _relax_exact(s0, n, A, sref, E, rest[-1]["time_s"] - rest[0]["time_s"])))
+    d = np.abs(np.diff(vals))
+    ratios = d[:-1] / d[1:]
+    assert np.all((ratios > 1.8) & (ratios < 2.2)), (vals, ratios)
+    assert errs[-1] < errs[0] / 4
+
+
+@pytest.mark.mpi
+def test_serial_vs_mpi(tmp_path):
+    """Same metrics from 1 and 2 ranks (1e-8 relative)."""
+    args = ["run", str(ROOT / "configs" / "se_mse.toml"), "--set", "rve.kind=block", "--set", "rve.phase=Se",
+            "--set", "rve.width=4e-6", "--set", "rve.height=4e-6", "--set", "rve.mesh_size=0.5e-6",
+            "--set", "boundary.right=free", "--set", "boundary.top=free",
+            "--set", 'cycling.protocol=["Lithiate at 2C to 0.3", "Rest for 30 min", "Delithiate at 2C"]',
+            "--set", "cycling.cycles=1", "--set", "output.progress=false", "--set", "output.plots=false"]
+    exe = str(ROOT / ".venv" / "bin" / "creep-cathode")
+    mpiexec = str(ROOT / ".venv" / "bin" / "mpiexec")
+    r1 = subprocess.run([exe] + args + ["-o", str(tmp_path / "s1")], capture_output=True, text=True)
+    assert r1.returncode == 0, r1.stderr
+    r2 = subprocess.run([mpiexec, "-n", "2", exe] + args + ["-o", str(tmp_path / "s2")], capture_output=True,
+                        text=True)
+    assert r2.returncode == 0, r2.stderr
+    a = CSVTable.read(tmp_path / "s1" / "timeseries.csv")
+    b = CSVTable.read(tmp_path / "s2" / "timeseries.csv")
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b):
+        for k, v in ra.items():
+            if isinstance(v, float) and k not in ("dt_s",):
+                assert rb[k] == pytest.approx(v, rel=1e-8, abs=1e-12 * max(1.0, abs(v))), k
