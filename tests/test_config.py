@@ -153,3 +153,10 @@ def test_protocol_parse_and_schedule():
 def test_protocol_bad_steps(bad):
     with pytest.raises(ProtocolError, match="step"):
         parse_step(bad)
+
+
+def test_config_reference_is_current():
+    """docs/config.md is generated from the schema: regenerate with `python -m solver.config > docs/config.md`."""
+    from solver.config import config_reference
+
+    assert (ROOT / "docs" / "config.md").read_text().strip() == config_reference().strip()
