@@ -22,9 +22,9 @@ def _rank() -> int:
     return 0
 
 
-def _say(msg: str, file=sys.stderr):
+def _say(msg: str, file=None):
     if _rank() == 0:
-        print(msg, file=file, flush=True)
+        print(msg, file=file or sys.stderr, flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -91,8 +91,9 @@ class RVE(_Strict):
                 raise ValueError("rve.phase: required for kind = 'block'")
         if self.mesh_size > 0.5 * min(self.width, self.height):
             raise ValueError("rve.mesh_size: must be at most half the RVE width/height")
-        if self.mesh_size < 1e-4 * max(self.width, self.height):
-            raise ValueError("rve.mesh_size: absurdly small (< 1e-4 of the RVE size)")
+        cells = 4.0 * self.width * self.height / self.mesh_size**2
+        if cells > 4e6:
+            raise ValueError(f"rve.mesh_size: too small for the RVE (~{cells:.2g} cells; at most 4e6)")
         return self
 
     def phases(self) -> list[str]:

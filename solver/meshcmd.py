@@ -12,10 +12,6 @@ from .output import write_json
 
 
 def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
-    from meshes import packing, rve as rvemesh
-
-    from .domain import circles_from_config
-
     r = cfg.rve
     out = Path(out)
     err = None
@@ -30,6 +26,10 @@ def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
     err = comm.bcast(err, root=0)
     if err:
         raise OSError(err)
+    from meshes import packing, rve as rvemesh
+
+    from .domain import circles_from_config
+
     t0 = time.perf_counter()
     if r.kind == "block":
         circles = []

@@ -9,6 +9,7 @@ Rank 0 alone writes files and prints; every metric is reduced over all ranks fir
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -149,6 +150,7 @@ class Simulation:
         return out
 
     def _on_step(self, seg, info):
+        _maybe_inject_failure(self.comm.rank, self.stepper.steps)
         row = self._row(seg, info)
         self.last_row = row
         if self.rank0:
@@ -299,3 +301,12 @@ def prepare_outdir(outdir, cfg, comm=MPI.COMM_WORLD, resume=False):
     err = comm.bcast(err, root=0)
     if err:
         raise OSError(err)
+
+
+def _maybe_inject_failure(rank: int, step: int):
+    """Test hook: CREEP_CATHODE_INJECT_FAILURE="RANK:STEP" raises on that rank at that step."""
+    spec = os.environ.get("CREEP_CATHODE_INJECT_FAILURE")
+    if spec:
+        r, s = (int(x) for x in spec.split(":"))
+        if rank == r and step >= s:
+            raise RuntimeError(f"injected failure on rank {rank} at step {step}")

@@ -54,6 +54,7 @@ BAD = [
     (["rve.height=0"], "rve.height"),
     (["rve.width=nan"], "rve.width"),
     (["rve.mesh_size=inf"], "rve.mesh_size"),
+    (["rve.mesh_size=1e-9"], "too small for the RVE"),
     (["rve.mesh_size=30e-6"], "rve.mesh_size"),
     (["rve.seed=-2"], "rve.seed"),
     (['rve.seed="x"'], "rve.seed"),
