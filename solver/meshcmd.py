@@ -11,9 +11,7 @@ from mpi4py import MPI
 from .output import write_json
 
 
-def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
-    r = cfg.rve
-    out = Path(out)
+def _prepare(out: Path, comm):
     err = None
     if comm.rank == 0:
         if out.exists() and not out.is_dir():
@@ -26,33 +24,41 @@ def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
     err = comm.bcast(err, root=0)
     if err:
         raise OSError(err)
-    from meshes import packing, rve as rvemesh
 
-    from .domain import circles_from_config
+
+def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
+    r = cfg.rve
+    out = Path(out)
+    _prepare(out, comm)
+    from meshes import packing
+
+    from .domain import block_domain, circles_from_config
 
     t0 = time.perf_counter()
-    if r.kind == "block":
-        circles = []
-    else:
-        circles = circles_from_config(r, comm)
+    circles = [] if r.kind == "block" else circles_from_config(r, comm)
     t_pack = time.perf_counter() - t0
     t0 = time.perf_counter()
-    include_pores = r.mesh_pores or r.kind == "block"
-    m = rvemesh.generate(circles, r.width, r.height, r.mesh_size, r.min_gap, include_pores=include_pores,
-                         comm=comm, block_phase=r.phase if r.kind == "block" else None)
+    include_pores = r.mesh_pores and r.kind != "block"
+    if r.kind == "block":
+        msh = block_domain(r, comm).mesh
+    else:
+        from meshes import rve as rvemesh
+
+        msh = rvemesh.generate(circles, r.width, r.height, r.mesh_size, r.min_gap, include_pores=include_pores,
+                               comm=comm).mesh
     t_mesh = time.perf_counter() - t0
-    msh = m.mesh
     cells = comm.allreduce(msh.topology.index_map(2).size_local, op=MPI.SUM)
     nodes = msh.geometry.index_map().size_global
     info = {}
     if comm.rank == 0:
-        rvemesh.write_msh(circles, r.width, r.height, r.mesh_size, r.min_gap, out / "rve.msh",
-                          include_pores=include_pores, block_phase=r.phase if r.kind == "block" else None)
         if r.kind == "block":
-            fr = {r.phase: 1.0}
-            counts = {r.phase: 1}
-            gap = None
+            _block_msh(r, out / "rve.msh")
+            _block_png(r, out / "rve.png")
+            fr, counts, gap = {r.phase: 1.0}, {r.phase: 1}, None
         else:
+            rvemesh.write_msh(circles, r.width, r.height, r.mesh_size, r.min_gap, out / "rve.msh",
+                              include_pores=include_pores)
+            rvemesh.plot_rve(circles, r.width, r.height, out / "rve.png")
             fr = packing.area_fractions(circles, r.width, r.height)
             counts = {}
             for c in circles:
@@ -79,7 +85,52 @@ def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
             "circles": [[c.phase, c.x, c.y, c.r] for c in circles],
         }
         write_json(out / "rve.json", info)
-        rvemesh.plot_rve(circles, r.width, r.height, out / "rve.png")
         print(f"{out}/rve.msh: {cells} cells, {nodes} nodes; fractions "
               + ", ".join(f"{k} {v:.4f}" for k, v in fr.items()) + f"; pack {t_pack:.2f} s, mesh {t_mesh:.2f} s")
     return comm.bcast(info, root=0)
+
+
+def _block_msh(r, path):
+    """A rectangle in Gmsh: physical group f"{phase}_0" (tag 1) and the four walls."""
+    import gmsh
+
+    from .domain import WALL_TAGS
+
+    gmsh.initialize(interruptible=False)
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.model.add("block")
+        s = gmsh.model.occ.addRectangle(0, 0, 0, r.width, r.height)
+        gmsh.model.occ.synchronize()
+        gmsh.model.addPhysicalGroup(2, [s], 1, name=f"{r.phase}_0")
+        for _, c in gmsh.model.getBoundary([(2, s)], oriented=False):
+            x, y, _ = gmsh.model.occ.getCenterOfMass(1, c)
+            side = ("left" if abs(x) < 1e-9 * r.width else "right" if abs(x - r.width) < 1e-9 * r.width
+                    else "bottom" if abs(y) < 1e-9 * r.height else "top")
+            gmsh.model.addPhysicalGroup(1, [c], WALL_TAGS[side], name=side)
+        gmsh.option.setNumber("Mesh.MeshSizeMax", r.mesh_size)
+        gmsh.option.setNumber("Mesh.MeshSizeMin", r.mesh_size)
+        gmsh.model.mesh.generate(2)
+        gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
+        gmsh.write(str(path))
+    finally:
+        gmsh.finalize()
+
+
+def _block_png(r, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4 * r.height / r.width))
+    ax.add_patch(plt.Rectangle((0, 0), r.width * 1e6, r.height * 1e6, color="C1", label=r.phase))
+    ax.set_xlim(0, r.width * 1e6)
+    ax.set_ylim(0, r.height * 1e6)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x [µm]")
+    ax.set_ylabel("y [µm]")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
