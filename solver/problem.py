@@ -151,6 +151,7 @@ class Mechanics:
         self.A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
         self.b = fp.create_vector(self.V)
         self.contact = None
+        self.timers = {"constitutive": 0.0, "assembly": 0.0}
         self.dt = 0.0
         self.theta = 0.0
         self._props = None
@@ -179,7 +180,10 @@ class Mechanics:
         F[:, 0, 0] += 1.0
         F[:, 1, 1] += 1.0
         mu, lam, Jl, A, n, sref = self._props
-        return F, creep.update(F, self.Cp_inv, Jl, mu, lam, A, n, sref, self.dt, tangent=tangent)
+        t0 = time.perf_counter()
+        r = creep.update(F, self.Cp_inv, Jl, mu, lam, A, n, sref, self.dt, tangent=tangent)
+        self.timers["constitutive"] += time.perf_counter() - t0
+        return F, r
 
     def _energy_density(self, r, F):
         """W = ψ(ε_e) + n/(n+1) Δε σ_e (Hencky + Norton dissipation of the step), per reference area."""
@@ -215,6 +219,7 @@ class Mechanics:
         self.P.x.scatter_forward()
         self.D.x.scatter_forward()
         self._last = (F, r)
+        t0 = time.perf_counter()
         b, A = self.b, self.A
         with b.localForm() as bl:
             bl.set(0.0)
@@ -229,6 +234,7 @@ class Mechanics:
             A.assemble()
             A.zeroRowsColumns(self.bc_rows_global, 1.0)
         b.array[self.bc_owned_local] = 0.0
+        self.timers["assembly"] += time.perf_counter() - t0
         return b, A
 
     def max_step(self, u_array, du_array) -> float:

@@ -265,6 +265,7 @@ class Simulation:
             "element_degree": mech.deg,
             "quadrature_degree": mech.q,
             "config_hash": cfgmod.physics_hash(cfg),
+            "timings_s": {k: self.comm.allreduce(v, op=MPI.MAX) for k, v in mech.timers.items()},
             "final": self.last_row,
             "provenance": provenance(self.comm.size) if self.rank0 else None,
         }
