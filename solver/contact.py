@@ -340,6 +340,18 @@ class BarrierContact:
         C.sort_indices()
         return C
 
+    def _matrix_pattern(self, A) -> sp.csr_matrix:
+        """The existing pattern of A on this rank's surface rows (local rows x global cols)."""
+        rows, cols = [], []
+        for ld in self._own_ldofs[self.free[self._own_cdofs]]:
+            c, _ = A.getRow(int(self.row_start + ld))
+            rows.append(np.full(len(c), ld))
+            cols.append(c)
+        if not rows:
+            return sp.csr_matrix((self.nrow_local, self.nglobal), dtype=bool)
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        return _pattern(sp.csr_matrix((np.ones(len(r), bool), (r, c)), shape=(self.nrow_local, self.nglobal)))
+
     def _padding(self, x) -> sp.csr_matrix:
         """Pattern (zeros) of all vertex pairs closer than pad_radius (owned rows)."""
         vi, ei, _ = self._vertex_edge_pairs(x[: self.n], self.pad_radius, other_body_only=not self.self_contact)
@@ -367,18 +379,18 @@ class BarrierContact:
         self.stats["t_hessian"] += t1 - t0
         self.stats["hessian_calls"] += 1
         comm = self.comm
-        if self._known_mat is not A.handle:
-            self._known_mat, self._known = A.handle, sp.csr_matrix((self.nrow_local, self.nglobal), dtype=bool)
-        Cb = C.astype(bool)
-        new = (Cb.nnz - Cb.multiply(self._known).nnz) > 0
-        new = comm.allreduce(bool(new), op=MPI.LOR)
         if not A.assembled:
             A.assemble()
+        if self._known_mat != A.handle:
+            self._known_mat, self._known = A.handle, self._matrix_pattern(A)
+        Cb = _pattern(C)
+        new = (Cb.nnz - Cb.multiply(self._known).nnz) > 0
+        new = comm.allreduce(bool(new), op=MPI.LOR)
         if new:
             P = self._owned_rows(self._padding(x))
             C = (C + P).tocsr()
             C.sort_indices()
-            self._known = (self._known + C.astype(bool)).astype(bool)
+            self._known = _pattern(self._known + _pattern(C))
             self.stats["merges"] += 1
             structure = PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN
         else:
@@ -530,6 +542,12 @@ class BarrierContact:
             for B, dv in allD.items():
                 lengths[(A, B)] = float((seg_len[m] * frac(dv[a[m]], dv[b[m]])).sum())
         return lengths, totals
+
+
+def _pattern(M):
+    """Boolean matrix with True at every stored entry of M (explicit zeros included)."""
+    M = sp.csr_matrix(M)
+    return sp.csr_matrix((np.ones(len(M.indices), dtype=bool), M.indices.copy(), M.indptr.copy()), shape=M.shape)
 
 
 def _point_segment_distance(q, p0, p1):

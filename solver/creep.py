@@ -144,22 +144,22 @@ def update(F2, Cp_inv_n, Jl, mu, lam, A, n, sigma_ref, dt, *, tangent=True) -> C
         dt12 = tau_p[:, 0] - tau_p[:, 1]
         ratio = np.where(np.abs(de12) > 1e-12, dt12 / np.where(np.abs(de12) > 1e-12, de12, 1.0), Gs)
         g12 = 0.5 * ratio * f12
-        Q = np.stack([n1, n2], axis=2)  # columns = eigenvectors: b = Q diag Q^T
-        QT = np.swapaxes(Q, 1, 2)
-        dPdF = np.empty((N, 2, 2, 2, 2))
-        for k in range(2):
-            for L in range(2):
-                dF = np.zeros((N, 2, 2))
-                dF[:, k, L] = 1.0
-                db = dF @ G @ np.swapaxes(F2, 1, 2)
-                db = db + np.swapaxes(db, 1, 2)
-                dbp = QT @ db @ Q  # principal frame
-                de = np.stack([0.5 * f11 * dbp[:, 0, 0], 0.5 * f22 * dbp[:, 1, 1], np.zeros(N)], axis=1)
-                dtp = np.einsum("nab,nb->na", D, de)
-                dtau_p = np.zeros((N, 2, 2))
-                dtau_p[:, 0, 0], dtau_p[:, 1, 1] = dtp[:, 0], dtp[:, 1]
-                dtau_p[:, 0, 1] = dtau_p[:, 1, 0] = g12 * dbp[:, 0, 1]
-                dtau = Q @ dtau_p @ QT
-                dP = dtau @ FinvT - tau2 @ FinvT @ np.swapaxes(dF, 1, 2) @ FinvT
-                dPdF[:, :, :, k, L] = dP
+        Q = np.stack([n1, n2], axis=2)  # columns = eigenvectors: b = Q diag(l) Q^T
+        # dF = e_k x e_L  =>  db = e_k x H_L + H_L x e_k with H = G F^T; principal frame with M = H Q:
+        # dbp[k, L, a, b] = Q_ka M_Lb + M_La Q_kb
+        H = G @ np.swapaxes(F2, 1, 2)
+        M = H @ Q
+        dbp = (Q[:, :, None, :, None] * M[:, None, :, None, :]
+               + M[:, None, :, :, None] * Q[:, :, None, None, :])  # (N, k, L, a, b)
+        de0 = 0.5 * f11[:, None, None] * dbp[..., 0, 0]
+        de1 = 0.5 * f22[:, None, None] * dbp[..., 1, 1]
+        dtp = np.empty_like(dbp)
+        dtp[..., 0, 0] = D[:, 0, 0, None, None] * de0 + D[:, 0, 1, None, None] * de1
+        dtp[..., 1, 1] = D[:, 1, 0, None, None] * de0 + D[:, 1, 1, None, None] * de1
+        dtp[..., 0, 1] = dtp[..., 1, 0] = g12[:, None, None] * dbp[..., 0, 1]
+        # d tau = Q dtp Q^T ; dP_iJ = d tau_im FinvT_mJ - P_iL FinvT_kJ
+        tmp = np.einsum("nia,nklab->nklib", Q, dtp)
+        dtau = np.einsum("nklib,njb->nklij", tmp, Q)
+        dPdF = np.einsum("nklim,nmj->nijkl", dtau, FinvT, optimize=False)
+        dPdF -= np.einsum("nil,nkj->nijkl", P, FinvT, optimize=False)
     return CreepUpdate(P, dPdF, tau4, sig4, vm, Cnew, deps, iters)
