@@ -124,7 +124,6 @@ class Mechanics:
         self.bc_local = np.unique(np.concatenate(bc_dofs)) if bc_dofs else np.zeros(0, np.int32)
         n_owned = self.V.dofmap.index_map.size_local * bs
         owned = self.bc_local[self.bc_local < n_owned]
-        self.bc_rows_global = (owned + self.V.dofmap.index_map.local_range[0] * bs).astype(PETSc.IntType)
         self.bc_owned_local = owned
 
         # forms
@@ -237,8 +236,7 @@ class Mechanics:
         if self.contact is not None:
             self.contact.add_gradient(b, u_array)
             self.contact.add_hessian(A, u_array)
-            A.assemble()
-            A.zeroRowsColumns(self.bc_rows_global, 1.0)
+            A.assemble()  # contact adds nothing to Dirichlet rows/columns (bcs given to it)
         b.array[self.bc_owned_local] = 0.0
         self.timers["assembly"] += time.perf_counter() - t0
         return b, A

@@ -102,7 +102,7 @@ class Simulation:
         self.tol = cfg.contact.tolerance / mech.L0 if cfg.contact.tolerance else 2.0 * dhat
         walls = {s: cfg.boundary.kind(s) == "roller" for s in ("left", "right", "bottom", "top")}
         self.contact = BarrierContact(mech.V, dom.facet_tags, width=mech.W, height=mech.H, walls=walls,
-                                      dhat=dhat, kappa=cfg.contact.stiffness, comm=self.comm)
+                                      dhat=dhat, kappa=cfg.contact.stiffness, comm=self.comm, bcs=mech.bcs)
         mech.contact = self.contact
         self.k_prox = cfg.contact.proximal / r_mean**2
 
