@@ -52,3 +52,32 @@ class FieldWriter:
 
     def close(self):
         self.file.close()
+
+
+def snapshot(mech, path, comm=None):
+    """Deformed triangles (SI) with cell-averaged von Mises, creep strain and phase, gathered to
+    rank 0 into one small .npz for the RVE maps of `creep-cathode report` (Fig. 4b/c/f)."""
+    from .output import atomic_write
+    import io as _io
+
+    msh = mech.dom.mesh
+    comm = comm or msh.comm
+    nc, nq = mech.nc, mech.nqp
+    V1 = fem.functionspace(msh, ("Lagrange", 1, (2,)))
+    u1 = fem.Function(V1)
+    u1.interpolate(mech.u)
+    gdm = msh.geometry.dofmap[:nc]
+    udm = V1.dofmap.list[:nc]
+    X = msh.geometry.x[gdm][:, :, :2] + u1.x.array.reshape(-1, 2)[udm]
+    data = dict(
+        tri=X * mech.L0,
+        vm=mech.vm_q.reshape(nc, nq).mean(axis=1) * mech.S0,
+        creep=mech.eps_cr.reshape(nc, nq).mean(axis=1),
+        phase=mech.cell_phase.astype(np.int16),
+    )
+    parts = comm.gather(data, root=0)
+    if comm.rank == 0:
+        out = {k: np.concatenate([p[k] for p in parts]) for k in data}
+        buf = _io.BytesIO()
+        np.savez_compressed(buf, phases=np.array(mech.phases), width=mech.dom.width, height=mech.dom.height, **out)
+        atomic_write(path, buf.getvalue())

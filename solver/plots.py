@@ -5,6 +5,8 @@
                                 overlaid when the phases are Se/MSe or LCO/MSe)
 - plots/stress_vs_cycle.png     mean von Mises per phase at the lithiated state vs cycle (Fig. 4e)
 - plots/porosity_vs_time.png    porosity and equivalent creep strain vs time
+- plots/rve_vm_cycleNNN.png     deformed RVE coloured by von Mises, first and last lithiated state
+                                (Fig. 4b/f); plots/rve_creep_cycleNNN.png: creep strain map (Fig. 4c)
 """
 
 from __future__ import annotations
@@ -108,4 +110,40 @@ def make_plots(folder) -> list[Path]:
         files.append(out / "stress_vs_cycle.png")
         fig.savefig(files[-1], dpi=120)
         plt.close(fig)
+    files += rve_maps(folder, plt)
+    return files
+
+
+def rve_maps(folder, plt) -> list[Path]:
+    """Deformed RVE coloured by von Mises (first and last lithiated cycle) and creep strain."""
+    import numpy as np
+    from matplotlib.collections import PolyCollection
+
+    folder = Path(folder)
+    snaps = sorted((folder / "fields").glob("snapshot_cycle*_lithiated.npz"))
+    if not snaps:
+        return []
+    files = []
+    chosen = [snaps[0]] + ([snaps[-1]] if len(snaps) > 1 else [])
+    for s in chosen:
+        z = np.load(s)
+        cyc = int(s.name[len("snapshot_cycle"):len("snapshot_cycle") + 3])
+        for key, label, cmap in (("vm", "von Mises [GPa]", "jet"), ("creep", "equivalent creep strain", "viridis")):
+            if key == "creep" and not np.any(z["creep"]):
+                continue
+            vals = z[key] / (1e9 if key == "vm" else 1.0)
+            fig, ax = plt.subplots(figsize=(5.5, 5.5 * float(z["height"]) / float(z["width"]) * 0.9 + 0.5))
+            pc = PolyCollection(z["tri"] * 1e6, array=vals, cmap=cmap, edgecolors="face", linewidths=0.05)
+            ax.add_collection(pc)
+            ax.set_xlim(-0.02 * z["width"] * 1e6, 1.02 * z["width"] * 1e6)
+            ax.set_ylim(-0.02 * z["height"] * 1e6, 1.02 * z["height"] * 1e6)
+            ax.set_aspect("equal")
+            ax.set_xlabel("x [µm]")
+            ax.set_ylabel("y [µm]")
+            ax.set_title(f"cycle {cyc}, lithiated")
+            fig.colorbar(pc, ax=ax, label=label, shrink=0.8)
+            fig.tight_layout()
+            files.append(folder / "plots" / f"rve_{key}_cycle{cyc:03d}.png")
+            fig.savefig(files[-1], dpi=130)
+            plt.close(fig)
     return files

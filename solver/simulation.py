@@ -174,6 +174,10 @@ class Simulation:
             self.ts.flush()
         if self.fields is not None and self.cfg.output.fields == "cycle_ends":
             self.fields.write(self.stepper.t)
+        if kind == "lithiate" and self.cfg.output.fields != "none":
+            from .fields import snapshot
+
+            snapshot(self.mech, self.outdir / "fields" / f"snapshot_cycle{seg.cycle:03d}_lithiated.npz", self.comm)
 
     # ------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
