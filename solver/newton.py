@@ -5,11 +5,17 @@ assembles. Each iteration:
 
 1. assemble (b, A) = (∇Π, ∇²Π) with Dirichlet rows zeroed / identity; stop when
    ||b|| <= max(atol, rtol ||b_0||);
-2. solve A δ = -b (MUMPS LU by default); if δ is not a descent direction (b·δ >= 0), use -b;
+2. solve A δ = -b (MUMPS LU by default; the solve is checked and refactorised from scratch when
+   inaccurate or when A's sparsity pattern grew in place); if δ is not a descent direction
+   (b·δ >= 0), re-assemble once with the contact Hessian projected onto the PSD cone
+   (system.set_hessian_projection(True) or system.contact.project_hessian = True), and if that
+   fails too, use -b;
 3. α_0 = 1, or 0.9 × the collision-free step from continuous collision detection when that is
    below 1 (``system.max_step``; ipctk already keeps 20 % of every gap);
 4. backtrack α <- α/2 until Π(u + α δ) <= Π(u) + c α b·δ + 1e-12 |Π(u)| (c = 1e-4); when the energy
-   change is at round-off level, accept a step that lowers ||b|| instead;
+   change is at round-off level, accept a step that lowers ||b|| instead; if no α passes,
+   backtrack once more on the residual norm alone (||b(u + α δ)|| <= (1 - c α) ||b(u)||,
+   admissible energy), for energies that are only approximately consistent with b;
 5. u <- u + α δ; stop when ||α δ||_inf <= dx_tol (for a step not shortened below α = 1/2 by the
    line search, so that a stalled line search is not mistaken for convergence).
 
@@ -24,16 +30,16 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from . import dolfinx_env  # noqa: F401  (import order)
 from dolfinx import fem
-from mpi4py import MPI
 from petsc4py import PETSc
 
 ARMIJO_C = 1e-4
+_KSP_PATTERN: dict = {}  # ksp handle -> (matrix handle, nonzeros) it was last factorised for
 ROUNDOFF = 1e-12
 MAX_HALVINGS = 40
+RESIDUAL_HALVINGS = 12
 
 
 @dataclass
@@ -43,8 +49,10 @@ class NewtonResult:
     reason: str
     history: list = field(default_factory=list)  # residual norms, one per assembled iterate
     energy: float = math.nan
-    alphas: list = field(default_factory=list)
+    alphas: list = field(default_factory=list)  # accepted step lengths
     time: float = 0.0
+    projected: int = 0  # iterations that needed the PSD-projected contact Hessian
+    residual_steps: int = 0  # iterations accepted by the residual fallback of the line search
 
 
 def default_ksp(comm):
@@ -55,6 +63,68 @@ def default_ksp(comm):
     pc.setFactorSolverType("mumps")
     ksp.setErrorIfNotConverged(False)
     return ksp
+
+
+def _solve(ksp, A, b, du):
+    """du = -A^{-1} b (ghosts updated). Returns (ok, message)."""
+    try:
+        ksp.setOperators(A)
+        ksp.solve(b, du.x.petsc_vec)
+        kreason = ksp.getConvergedReason()
+    except PETSc.Error as exc:
+        return False, f"linear solver failed ({exc})"
+    if kreason < 0:
+        return False, f"linear solver failed (KSP reason {kreason})"
+    du.x.petsc_vec.scale(-1.0)
+    du.x.scatter_forward()
+    return True, ""
+
+
+def _direction(ksp, A, b, du, say):
+    """du = -A^{-1} b with the checks: if A's nonzero pattern changed in place since this KSP last
+    factorised it (contact merges), reset the KSP (PETSc would reuse a stale symbolic
+    factorisation); if the solve is inaccurate anyway, reset and solve once more."""
+    key = (A.handle, A.getInfo(PETSc.Mat.InfoType.GLOBAL_SUM)["nz_used"])
+    if _KSP_PATTERN.get(ksp.handle, key) != key:
+        ksp.reset()
+    _KSP_PATTERN[ksp.handle] = key
+    ok, msg = _solve(ksp, A, b, du)
+    if not ok:
+        return ok, msg
+    lres = _linear_residual(A, b, du)
+    if not lres < 1e-6:
+        say(f"linear solve inaccurate (|A d + b|/|b| = {lres:.2e}); refactorising")
+        ksp.reset()
+        ok, msg = _solve(ksp, A, b, du)
+        if not ok:
+            return ok, msg
+        lres = _linear_residual(A, b, du)
+        if not lres < 1e-6:
+            return False, f"linear solve inaccurate (|A d + b|/|b| = {lres:.2e})"
+    return True, ""
+
+
+def _linear_residual(A, b, du) -> float:
+    r = A.createVecLeft()
+    A.mult(du.x.petsc_vec, r)
+    r.axpy(1.0, b)
+    out = r.norm() / max(b.norm(), 1e-300)
+    r.destroy()
+    return out
+
+
+def _set_projection(system, flag: bool) -> bool:
+    """Switch the PSD projection of the contact Hessian: system.set_hessian_projection(flag) if the
+    system has it, else system.contact.project_hessian. False when neither exists."""
+    fn = getattr(system, "set_hessian_projection", None)
+    if fn is not None:
+        fn(flag)
+        return True
+    c = getattr(system, "contact", None)
+    if c is not None and hasattr(c, "project_hessian"):
+        c.project_hessian = flag
+        return True
+    return False
 
 
 def _bcast(comm, x):
@@ -81,13 +151,15 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
                 pass
     du = fem.Function(V)
     history, alphas = [], []
+    n_projected = 0
+    n_residual_steps = 0
     res = None
     r0 = None
     e0 = None
 
     def done(ok, it, reason):
         return NewtonResult(ok, it, reason, history, e0 if e0 is not None else math.nan, alphas,
-                            time.perf_counter() - t_start)
+                            time.perf_counter() - t_start, n_projected, n_residual_steps)
 
     def say(msg):
         if log is not None:
@@ -110,21 +182,27 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
         if it == max_it:
             return done(False, it, f"no convergence in {max_it} iterations (|r| = {rnorm:.3e}, |r0| = {r0:.3e})")
         # --- direction
-        try:
-            ksp.setOperators(A)
-            ksp.solve(b, du.x.petsc_vec)
-            kreason = ksp.getConvergedReason()
-        except PETSc.Error as exc:
-            return done(False, it, f"linear solver failed ({exc})")
-        if kreason < 0:
-            return done(False, it, f"linear solver failed (KSP reason {kreason})")
-        du.x.petsc_vec.scale(-1.0)
-        du.x.scatter_forward()
+        ok, msg = _direction(ksp, A, b, du, lambda m: say(f"  newton {it}: {m}"))
+        if not ok:
+            return done(False, it, msg)
         slope = b.dot(du.x.petsc_vec)  # b·δ
         dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
         if not (math.isfinite(slope) and math.isfinite(dnorm)):
             return done(False, it, "non-finite Newton direction (singular tangent?)")
-        if slope >= 0:
+        if slope >= 0 and _set_projection(system, True):
+            # indefinite tangent: re-assemble with the PSD-projected contact Hessian for this step
+            say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); projected contact Hessian")
+            try:
+                b, A = system.assemble(u.x.array)
+            finally:
+                _set_projection(system, False)
+            ok, msg = _direction(ksp, A, b, du, lambda m: say(f"  newton {it}: {m}"))
+            if not ok:
+                return done(False, it, msg)
+            slope = b.dot(du.x.petsc_vec)
+            dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+            n_projected += 1
+        if not (slope < 0):
             say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); using -b")
             b.copy(du.x.petsc_vec)
             du.x.petsc_vec.scale(-1.0)
@@ -161,6 +239,24 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
                         accepted, res = True, (bt, At, rt)
                         break
             alpha *= 0.5
+        if not accepted:
+            # fallback (an energy only approximately consistent with the residual, e.g. a creep
+            # update, or round-off): backtrack on the residual norm instead, within the CCD cap
+            alpha = 1.0 if amax >= 1.0 else 0.9 * amax
+            for _ in range(RESIDUAL_HALVINGS):
+                ut = u0 + alpha * d
+                e1 = _bcast(comm, float(system.energy(ut)))
+                if math.isfinite(e1):
+                    u.x.array[:] = ut
+                    u.x.scatter_forward()
+                    bt, At = system.assemble(u.x.array)
+                    rt = bt.norm()
+                    if rt <= (1.0 - ARMIJO_C * alpha) * rnorm:
+                        accepted, res = True, (bt, At, rt)
+                        n_residual_steps += 1
+                        say(f"  newton {it}: energy line search failed; residual step alpha = {alpha:.3g}")
+                        break
+                alpha *= 0.5
         if not accepted:
             u.x.array[:] = u0
             u.x.scatter_forward()
