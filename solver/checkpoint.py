@@ -32,13 +32,14 @@ def _keys(xy: np.ndarray) -> np.ndarray:
     return ix * np.int64(2**31) + iy
 
 
-def _node_data(mech):
+def _node_data(mech, du_prev=None):
     V = mech.V
     nloc = V.dofmap.index_map.size_local
     xy = V.tabulate_dof_coordinates()[:nloc, :2]
     u = mech.u.x.array.reshape(-1, 2)[:nloc]
     un = mech.u_n.x.array.reshape(-1, 2)[:nloc]
-    return _keys(xy), np.hstack([u, un])
+    dp = np.zeros_like(u) if du_prev is None else du_prev.reshape(-1, 2)[:nloc]
+    return _keys(xy), np.hstack([u, un, dp])
 
 
 def _cell_data(mech):
@@ -59,8 +60,9 @@ def _gather_sorted(comm, keys, data):
     return k[o], d[o]
 
 
-def save(folder, mech, meta: dict, comm=MPI.COMM_WORLD) -> None:
-    nk, nd = _gather_sorted(comm, *_node_data(mech))
+def save(folder, mech, meta: dict, comm=MPI.COMM_WORLD, du_prev=None) -> None:
+    """`du_prev`: the last step's increment (the predictor of the next step), or None."""
+    nk, nd = _gather_sorted(comm, *_node_data(mech, du_prev))
     ck, cd = _gather_sorted(comm, *_cell_data(mech))
     if comm.rank == 0:
         buf = io.BytesIO()
@@ -103,9 +105,12 @@ def restore(folder, mech, comm=MPI.COMM_WORLD) -> dict:
     vals = z["node_data"][idx]
     nloc = mech.V.dofmap.index_map.size_local
     mech.u.x.array.reshape(-1, 2)[:nloc] = vals[:, :2]
-    mech.u_n.x.array.reshape(-1, 2)[:nloc] = vals[:, 2:]
+    mech.u_n.x.array.reshape(-1, 2)[:nloc] = vals[:, 2:4]
     mech.u.x.scatter_forward()
     mech.u_n.x.scatter_forward()
+    du = np.zeros_like(mech.u.x.array)
+    du.reshape(-1, 2)[:nloc] = vals[:, 4:6]
+    meta["du_prev"] = du  # ghosts are refreshed by the caller's scatter of u_prev = u_n - du
     ck, _ = _cell_data(mech)
     idx = np.clip(np.searchsorted(z["cell_keys"], ck), 0, len(z["cell_keys"]) - 1)
     if not np.array_equal(z["cell_keys"][idx], ck):

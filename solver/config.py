@@ -190,12 +190,13 @@ class Cycling(_Strict):
 class ContactSettings(_Strict):
     tolerance: float | None = Field(None, gt=0, allow_inf_nan=False,
                                     description="contact_tolerance [m]: a boundary point is in contact when its "
-                                                "deformed gap is at most this (default: 2 x dhat)")
+                                                "deformed gap is at most this (default: 0.5 x dhat)")
     dhat: float | None = Field(None, gt=0, allow_inf_nan=False,
                                description="barrier activation distance [m] (default: min(min_gap/2, 0.5 % of the "
                                            "mean particle radius))")
     stiffness: float = Field(1e-3, gt=0, allow_inf_nan=False,
-                             description="barrier stiffness kappa relative to the largest Young's modulus [-]")
+                             description="barrier stiffness kappa (a stress) relative to the smallest Young's "
+                                         "modulus of the solid phases [-]")
     proximal: float = Field(1e-4, ge=0, allow_inf_nan=False,
                             description="proximal (pseudo-time) stiffness for floating bodies, relative to "
                                         "E_max / L^2 [-]")
@@ -205,7 +206,8 @@ class Solver(_Strict):
     element_degree: Literal[1, 2] = Field(2, description="Lagrange degree of the displacement (2 avoids locking)")
     quadrature_degree: int | None = Field(None, ge=1, le=8, description="quadrature degree (default 2 x (degree - 1), min 1)")
     rtol: float = Field(1e-8, gt=0, lt=1, description="Newton relative residual tolerance")
-    atol: float = Field(1e-10, gt=0, description="Newton absolute residual tolerance (scaled units)")
+    atol: float = Field(1e-8, gt=0, description="Newton absolute residual tolerance (internal units: nodal force / "
+                                                "(E_max L0), L0 = min(width, height)/40)")
     max_iterations: int = Field(25, ge=1, le=500, description="Newton iterations per step")
     dt_initial: PosFloat = Field(60.0, description="first time step [s]")
     dt_min: PosFloat = Field(1e-3, description="smallest time step before giving up [s]")
@@ -214,6 +216,8 @@ class Solver(_Strict):
     max_creep_increment: PosFloat = Field(0.02, description="largest equivalent creep strain increment per step [-]")
     max_cutbacks: int = Field(8, ge=0, le=40, description="halvings of a failing step before the run fails")
     growth: float = Field(1.5, gt=1, le=10, description="step growth factor after an easy step")
+    log_newton: bool = Field(False, description="print every Newton iteration (debugging)")
+    predictor: bool = Field(True, description="start each step from the extrapolated last increment")
     checkpoint_every: int = Field(0, ge=0, description="write a checkpoint every N steps (0: cycle ends only)")
 
     @model_validator(mode="after")

@@ -32,6 +32,7 @@ class CreepUpdate(NamedTuple):
     Cp_inv: np.ndarray  # (N,4) updated
     deps: np.ndarray  # (N,) equivalent creep strain increment
     iters: int
+    ratio: np.ndarray | None = None  # (N,) sigma_e / sigma_e_trial of the return (1 = elastic step)
 
 
 def arrhenius(Q, T, T_ref):
@@ -162,4 +163,4 @@ def update(F2, Cp_inv_n, Jl, mu, lam, A, n, sigma_ref, dt, *, tangent=True) -> C
         dtau = np.einsum("nklib,njb->nklij", tmp, Q)
         dPdF = np.einsum("nklim,nmj->nijkl", dtau, FinvT, optimize=False)
         dPdF -= np.einsum("nil,nkj->nijkl", P, FinvT, optimize=False)
-    return CreepUpdate(P, dPdF, tau4, sig4, vm, Cnew, deps, iters)
+    return CreepUpdate(P, dPdF, tau4, sig4, vm, Cnew, deps, iters, y)

@@ -99,10 +99,11 @@ class Simulation:
         gap = cfg.rve.min_gap / mech.L0
         dhat = cfg.contact.dhat / mech.L0 if cfg.contact.dhat else min(0.5 * gap if gap > 0 else 1e9, 0.005 * r_mean)
         self.dhat = dhat
-        self.tol = cfg.contact.tolerance / mech.L0 if cfg.contact.tolerance else 2.0 * dhat
+        self.tol = cfg.contact.tolerance / mech.L0 if cfg.contact.tolerance else 0.5 * dhat
         walls = {s: cfg.boundary.kind(s) == "roller" for s in ("left", "right", "bottom", "top")}
         self.contact = BarrierContact(mech.V, dom.facet_tags, width=mech.W, height=mech.H, walls=walls,
-                                      dhat=dhat, kappa=cfg.contact.stiffness, comm=self.comm, bcs=mech.bcs)
+                                      dhat=dhat, kappa=cfg.contact.stiffness * mech.E_min / mech.S0,
+                                      comm=self.comm, bcs=mech.bcs)
         mech.contact = self.contact
         self.k_prox = cfg.contact.proximal / r_mean**2
 
@@ -110,7 +111,7 @@ class Simulation:
     def _solve(self) -> StepInfo:
         s = self.cfg.solver
         r = self._minimise(self.mech, self.mech.u, atol=s.atol, rtol=s.rtol, dx_tol=1e-10 * max(self.mech.W, 1),
-                           max_it=s.max_iterations)
+                           max_it=s.max_iterations, log=_log if s.log_newton and self.rank0 else None)
         return StepInfo(r.converged, r.iterations, r.reason, tuple(r.history))
 
     def _row(self, seg, info) -> dict:
@@ -219,8 +220,8 @@ class Simulation:
         meta = {"t": st.t, "dt": st.dt, "steps": st.steps, "newton_total": st.newton_total,
                 "segment": next_segment, "theta": self.mech.theta, "config_hash": cfgmod.physics_hash(self.cfg),
                 "ts_rows": len(self.ts.rows), "cyc_rows": len(self.cyc.rows), "last_row": self.last_row,
-                "cycle_rows": self.cycle_rows}
-        checkpoint.save(self.outdir, self.mech, meta, self.comm)
+                "cycle_rows": self.cycle_rows, "dt_prev": st.dt_prev, "has_prev": st.du_prev is not None}
+        checkpoint.save(self.outdir, self.mech, meta, self.comm, du_prev=st.du_prev)
 
     def _step_checkpoint(self):
         every = self.cfg.solver.checkpoint_every
@@ -239,8 +240,15 @@ class Simulation:
         if meta["config_hash"] != h:
             raise cfgmod.ConfigError(f"--resume refused: the physics part of the config changed since the "
                                      f"checkpoint (hash {meta['config_hash']} != {h})")
-        checkpoint.restore(self.outdir, self.mech, self.comm)
+        meta = checkpoint.restore(self.outdir, self.mech, self.comm)
         st = self.stepper
+        if meta.get("has_prev"):
+            from dolfinx import fem
+
+            f = fem.Function(self.mech.V)
+            f.x.array[:] = meta["du_prev"]
+            f.x.scatter_forward()
+            st.du_prev, st.dt_prev = f.x.array.copy(), meta["dt_prev"]
         st.t, st.dt, st.steps, st.newton_total = meta["t"], meta["dt"], meta["steps"], meta["newton_total"]
         self.last_row, self.cycle_rows = meta["last_row"], meta["cycle_rows"]
         self.mech.set_state(meta["theta"], 0.0)
@@ -306,6 +314,10 @@ def prepare_outdir(outdir, cfg, comm=MPI.COMM_WORLD, resume=False):
     err = comm.bcast(err, root=0)
     if err:
         raise OSError(err)
+
+
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
 
 
 def _maybe_inject_failure(rank: int, step: int):
