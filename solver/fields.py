@@ -66,7 +66,7 @@ def snapshot(mech, path, comm=None):
     V1 = fem.functionspace(msh, ("Lagrange", 1, (2,)))
     u1 = fem.Function(V1)
     u1.interpolate(mech.u)
-    gdm = msh.geometry.dofmap[:nc]
+    gdm = msh.geometry.dofmaps[0][:nc]
     udm = V1.dofmap.list[:nc]
     X = msh.geometry.x[gdm][:, :, :2] + u1.x.array.reshape(-1, 2)[udm]
     data = dict(

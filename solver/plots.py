@@ -26,6 +26,15 @@ PAPER = {
 }
 
 
+def _save(fig, path: Path, files: list, dpi: int = 120) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    files.append(path)
+
+
 def _phases(row: dict) -> list[str]:
     return [k[len("vm_mean_"):-len("_Pa")] for k in row if k.startswith("vm_mean_")]
 
@@ -59,10 +68,7 @@ def make_plots(folder) -> list[Path]:
         ax2.plot(t, [r[act[0]] for r in ts], color="0.6", lw=0.8)
         ax2.set_ylabel(r"$\theta$ (grey)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    files.append(out / "stress_vs_time.png")
-    fig.savefig(files[-1], dpi=120)
-    plt.close(fig)
+    _save(fig, out / "stress_vs_time.png", files)
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(t, [r["porosity"] for r in ts], label="porosity")
@@ -70,10 +76,7 @@ def make_plots(folder) -> list[Path]:
         ax.plot(t, [r[f"creep_eq_mean_{p}"] for r in ts], label=f"creep strain {p}")
     ax.set_xlabel("time [h]")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    files.append(out / "porosity_vs_time.png")
-    fig.savefig(files[-1], dpi=120)
-    plt.close(fig)
+    _save(fig, out / "porosity_vs_time.png", files)
 
     lit = [r for r in cy if r.get("state") == "lithiated"]
     if lit:
@@ -91,10 +94,7 @@ def make_plots(folder) -> list[Path]:
         ax.set_ylabel("contact ratio at full lithiation [%]")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        files.append(out / "contact_vs_cycle.png")
-        fig.savefig(files[-1], dpi=120)
-        plt.close(fig)
+        _save(fig, out / "contact_vs_cycle.png", files)
 
         fig, ax = plt.subplots(figsize=(6, 4))
         for p in phases:
@@ -106,10 +106,7 @@ def make_plots(folder) -> list[Path]:
         ax.set_xlabel("cycle")
         ax.set_ylabel("mean von Mises at full lithiation [GPa]")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        files.append(out / "stress_vs_cycle.png")
-        fig.savefig(files[-1], dpi=120)
-        plt.close(fig)
+        _save(fig, out / "stress_vs_cycle.png", files)
     files += rve_maps(folder, plt)
     return files
 
@@ -142,8 +139,5 @@ def rve_maps(folder, plt) -> list[Path]:
             ax.set_ylabel("y [µm]")
             ax.set_title(f"cycle {cyc}, lithiated")
             fig.colorbar(pc, ax=ax, label=label, shrink=0.8)
-            fig.tight_layout()
-            files.append(folder / "plots" / f"rve_{key}_cycle{cyc:03d}.png")
-            fig.savefig(files[-1], dpi=130)
-            plt.close(fig)
+            _save(fig, folder / "plots" / f"rve_{key}_cycle{cyc:03d}.png", files, dpi=130)
     return files

@@ -225,7 +225,6 @@ class Mechanics:
         self.D.x.array.reshape(-1, 16)[self.qdofs] = r.dPdF.reshape(-1, 16)
         self.P.x.scatter_forward()
         self.D.x.scatter_forward()
-        self._last = (F, r)
         t0 = time.perf_counter()
         b, A = self.b, self.A
         with b.localForm() as bl:
