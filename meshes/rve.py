@@ -70,8 +70,16 @@ def _close_pairs(circles, W, H, h):
     return out
 
 
-def build_gmsh_model(circles, width, height, mesh_size, min_gap, *, include_pores=True, gap_refinement=True):
-    """Build and mesh the OCC model in the current Gmsh session (rank 0). Returns metadata."""
+PHASE_TAG0 = 200001  # phase groups (written to .msh files only): 200001, 200002, ... in order of appearance
+
+
+def build_gmsh_model(circles, width, height, mesh_size, min_gap, *, include_pores=True, gap_refinement=True,
+                     phase_groups=False):
+    """Build and mesh the OCC model in the current Gmsh session (rank 0). Returns metadata.
+
+    `phase_groups` adds one 2D physical group per phase (named after it) on top of the
+    per-particle groups: useful in a .msh for other tools, but not for DOLFINx (a cell gets
+    one tag there)."""
     L = min(width, height) / 40.0
     W, H, h, gmin = width / L, height / L, mesh_size / L, min_gap / L
     cs = [type(c)(c.phase, c.x / L, c.y / L, c.r / L) for c in circles]
@@ -109,6 +117,9 @@ def build_gmsh_model(circles, width, height, mesh_size, min_gap, *, include_pore
         bodies.append((i + 1, c.phase))
     if include_pores and pores:
         gmsh.model.addPhysicalGroup(2, pores, PORE_TAG, name="pores")
+    if phase_groups:
+        for k, ph in enumerate(dict.fromkeys(p for _, p in bodies)):
+            gmsh.model.addPhysicalGroup(2, [parts[t - 1] for t, p in bodies if p == ph], PHASE_TAG0 + k, name=ph)
     # curves: wall sides vs particle boundaries
     tol = 1e-7 * max(W, H)
     side_curves = {s: set() for s in WALL_TAGS}
@@ -216,9 +227,9 @@ def write_msh(circles, width, height, mesh_size, min_gap, path, *, include_pores
     gmsh.initialize(interruptible=False)
     try:
         gmsh.option.setNumber("General.Terminal", 0)
-        meta = build_gmsh_model(circles, width, height, mesh_size, min_gap, include_pores=include_pores)
+        meta = build_gmsh_model(circles, width, height, mesh_size, min_gap, include_pores=include_pores,
+                                phase_groups=True)
         L = meta["unit_m"]
-        tags, coords, _ = gmsh.model.mesh.getNodes()
         gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
         gmsh.option.setNumber("Mesh.ScalingFactor", L)
         gmsh.write(str(path))

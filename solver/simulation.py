@@ -221,7 +221,9 @@ class Simulation:
                 "segment": next_segment, "theta": self.mech.theta, "config_hash": cfgmod.physics_hash(self.cfg),
                 "ts_rows": len(self.ts.rows), "cyc_rows": len(self.cyc.rows), "last_row": self.last_row,
                 "cycle_rows": self.cycle_rows, "dt_prev": st.dt_prev, "has_prev": st.du_prev is not None}
+        t0 = time.perf_counter()
         checkpoint.save(self.outdir, self.mech, meta, self.comm, du_prev=st.du_prev)
+        self.mech.timers["checkpoint"] = self.mech.timers.get("checkpoint", 0.0) + time.perf_counter() - t0
 
     def _step_checkpoint(self):
         every = self.cfg.solver.checkpoint_every
