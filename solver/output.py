@@ -20,6 +20,9 @@ from pathlib import Path
 
 __all__ = ["atomic_write", "write_json", "CSVTable", "provenance"]
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:
     path = Path(path)
@@ -27,6 +30,7 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(fd, mode) as f:
             f.write(data)
             f.flush()
