@@ -77,7 +77,6 @@ class Simulation:
         if self.contact is not None:
             mech.k_prox.value = self.k_prox
         self._minimise = minimise
-        pairs = []
         ph = mech.phases
         self.contact_cols = [f"contact_{a}_{b}" for a in ph for b in ph] + [f"contact_{a}_any" for a in ph]
         self.ts = CSVTable(self.outdir / "timeseries.csv")

@@ -70,7 +70,7 @@ def load_sweep(path) -> dict:
     idx = [range(len(a["values"])) for a in axes]
     combos = itertools.product(*idx) if mode == "product" else zip(*idx)
     for combo in combos:
-        ovs, params, names = [], {}, []
+        params, names = {}, []
         data = base_data
         for a, i in zip(axes, combo):
             v = a["values"][i]

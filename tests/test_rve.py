@@ -1,7 +1,6 @@
 """Gmsh RVE: physical groups, areas, wall facets, pores on/off, gap grading, determinism, MPI."""
 
 import json
-import math
 import subprocess
 from pathlib import Path
 

@@ -5,7 +5,6 @@ Each expected number is computed here from a closed form, never from a previous 
 
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
