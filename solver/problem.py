@@ -394,7 +394,8 @@ class Stepper:
             cut = 0
             if dt >= 0.999 * min(self.dt, s.dt_max):  # not shortened by a protocol boundary
                 easy = info.iterations <= 6 and dmax < 0.5 * s.max_creep_increment
-                self.dt = min(dt * s.growth, s.dt_max) if easy else dt
+                hard = info.iterations > 15
+                self.dt = min(dt * s.growth, s.dt_max) if easy else (max(0.7 * dt, s.dt_min) if hard else dt)
             self.on_step(seg, info)
         if on_end:
             on_end(seg)
