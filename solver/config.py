@@ -197,7 +197,7 @@ class ContactSettings(_Strict):
     stiffness: float = Field(1e-3, gt=0, allow_inf_nan=False,
                              description="barrier stiffness kappa (a stress) relative to the smallest Young's "
                                          "modulus of the solid phases [-]")
-    proximal: float = Field(1e-4, ge=0, allow_inf_nan=False,
+    proximal: float = Field(1e-2, ge=0, allow_inf_nan=False,
                             description="proximal (pseudo-time) stiffness for floating bodies, relative to "
                                         "E_max / L^2 [-]")
 
