@@ -46,6 +46,27 @@ def von_mises(s4):
     return np.sqrt(1.5 * (d0**2 + d1**2 + d3**2 + 2.0 * s4[:, 2] ** 2))
 
 
+def _mm(A, B):
+    """Batched 2x2 product (explicit: numpy's batched matmul is slow for tiny matrices)."""
+    C = np.empty(np.broadcast_shapes(A.shape, B.shape))
+    C[:, 0, 0] = A[:, 0, 0] * B[:, 0, 0] + A[:, 0, 1] * B[:, 1, 0]
+    C[:, 0, 1] = A[:, 0, 0] * B[:, 0, 1] + A[:, 0, 1] * B[:, 1, 1]
+    C[:, 1, 0] = A[:, 1, 0] * B[:, 0, 0] + A[:, 1, 1] * B[:, 1, 0]
+    C[:, 1, 1] = A[:, 1, 0] * B[:, 0, 1] + A[:, 1, 1] * B[:, 1, 1]
+    return C
+
+
+def _det(A):
+    return A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
+
+
+def _inv(A, det):
+    B = np.empty_like(A)
+    B[:, 0, 0], B[:, 1, 1] = A[:, 1, 1] / det, A[:, 0, 0] / det
+    B[:, 0, 1], B[:, 1, 0] = -A[:, 0, 1] / det, -A[:, 1, 0] / det
+    return B
+
+
 def _atanh_over_x(x):
     x = np.clip(x, 0.0, 1.0 - 1e-16)
     small = x < 1e-3
@@ -81,8 +102,9 @@ def update(F2, Cp_inv_n, Jl, mu, lam, A, n, sigma_ref, dt, *, tangent=True) -> C
     G[:, 0, 0], G[:, 1, 1], G[:, 0, 1], G[:, 1, 0] = C[:, 0], C[:, 1], C[:, 2], C[:, 2]
     G *= s23[:, None, None]
     g33 = s23 * C[:, 3]
-    FG = F2 @ G
-    b = FG @ np.swapaxes(F2, 1, 2)
+    FT = np.swapaxes(F2, 1, 2)
+    H = _mm(G, FT)  # G F^T
+    b = _mm(F2, H)
     b11, b22, b12 = b[:, 0, 0], b[:, 1, 1], 0.5 * (b[:, 0, 1] + b[:, 1, 0])
     m = 0.5 * (b11 + b22)
     h = 0.5 * (b11 - b22)
@@ -112,15 +134,15 @@ def update(F2, Cp_inv_n, Jl, mu, lam, A, n, sigma_ref, dt, *, tangent=True) -> C
     tau_p = (lam * tr)[:, None] + 2.0 * mu[:, None] * e_new
     P1, P2 = n1[:, :, None] * n1[:, None, :], n2[:, :, None] * n2[:, None, :]
     tau2 = tau_p[:, 0, None, None] * P1 + tau_p[:, 1, None, None] * P2
-    Finv = np.linalg.inv(F2)
+    J = _det(F2)
+    Finv = _inv(F2, J)
     FinvT = np.swapaxes(Finv, 1, 2)
-    P = tau2 @ FinvT
-    J = np.linalg.det(F2)
+    P = _mm(tau2, FinvT)
     tau4 = np.stack([tau2[:, 0, 0], tau2[:, 1, 1], tau2[:, 0, 1], tau_p[:, 2]], axis=1)
     sig4 = tau4 / J[:, None]
     vm = von_mises(sig4)
     be2 = np.exp(2 * e_new[:, 0])[:, None, None] * P1 + np.exp(2 * e_new[:, 1])[:, None, None] * P2
-    Cn2 = (Finv @ be2 @ FinvT) / s23[:, None, None]
+    Cn2 = _mm(_mm(Finv, be2), FinvT) / s23[:, None, None]
     Cnew = np.stack([Cn2[:, 0, 0], Cn2[:, 1, 1], 0.5 * (Cn2[:, 0, 1] + Cn2[:, 1, 0]),
                      np.exp(2 * e_new[:, 2]) / s23], axis=1)
     dPdF = None
@@ -148,8 +170,7 @@ def update(F2, Cp_inv_n, Jl, mu, lam, A, n, sigma_ref, dt, *, tangent=True) -> C
         Q = np.stack([n1, n2], axis=2)  # columns = eigenvectors: b = Q diag(l) Q^T
         # dF = e_k x e_L  =>  db = e_k x H_L + H_L x e_k with H = G F^T; principal frame with M = H Q:
         # dbp[k, L, a, b] = Q_ka M_Lb + M_La Q_kb
-        H = G @ np.swapaxes(F2, 1, 2)
-        M = H @ Q
+        M = _mm(H, Q)
         dbp = (Q[:, :, None, :, None] * M[:, None, :, None, :]
                + M[:, None, :, :, None] * Q[:, :, None, None, :])  # (N, k, L, a, b)
         de0 = 0.5 * f11[:, None, None] * dbp[..., 0, 0]
@@ -159,8 +180,22 @@ def update(F2, Cp_inv_n, Jl, mu, lam, A, n, sigma_ref, dt, *, tangent=True) -> C
         dtp[..., 1, 1] = D[:, 1, 0, None, None] * de0 + D[:, 1, 1, None, None] * de1
         dtp[..., 0, 1] = dtp[..., 1, 0] = g12[:, None, None] * dbp[..., 0, 1]
         # d tau = Q dtp Q^T ; dP_iJ = d tau_im FinvT_mJ - P_iL FinvT_kJ
-        tmp = np.einsum("nia,nklab->nklib", Q, dtp)
-        dtau = np.einsum("nklib,njb->nklij", tmp, Q)
-        dPdF = np.einsum("nklim,nmj->nijkl", dtau, FinvT, optimize=False)
-        dPdF -= np.einsum("nil,nkj->nijkl", P, FinvT, optimize=False)
+        # d tau_ij = sum_ab Q_ia dtp_ab Q_jb for the symmetric 2x2 dtp (explicit: einsum is slow
+        # on tiny dimensions)
+        d00, d11, d01 = dtp[..., 0, 0], dtp[..., 1, 1], dtp[..., 0, 1]  # (N, k, L)
+        q = Q[:, None, None]  # (N, 1, 1, i, a)
+        dtau = np.empty((N, 2, 2, 2, 2))
+        for i in range(2):
+            for j in range(i, 2):
+                v = (q[..., i, 0] * q[..., j, 0] * d00 + q[..., i, 1] * q[..., j, 1] * d11
+                     + (q[..., i, 0] * q[..., j, 1] + q[..., i, 1] * q[..., j, 0]) * d01)
+                dtau[..., i, j] = v
+                dtau[..., j, i] = v
+        # dP_iJ,kL = d tau_im FinvT_mJ - P_iL FinvT_kJ
+        dPdF = np.empty((N, 2, 2, 2, 2))
+        for i in range(2):
+            for J in range(2):
+                dPdF[:, i, J] = (dtau[..., i, 0] * FinvT[:, None, None, 0, J]
+                                 + dtau[..., i, 1] * FinvT[:, None, None, 1, J]
+                                 - P[:, None, i, :] * FinvT[:, :, J, None])
     return CreepUpdate(P, dPdF, tau4, sig4, vm, Cnew, deps, iters, y)
