@@ -197,6 +197,9 @@ class ContactSettings(_Strict):
     stiffness: float = Field(1e-3, gt=0, allow_inf_nan=False,
                              description="barrier stiffness kappa (a stress) relative to the smallest Young's "
                                          "modulus of the solid phases [-]")
+    project_hessian: bool = Field(False, description="always project the barrier Hessian onto the PSD cone (robust, "
+                                                     "linear convergence); default: exact Hessian, projected only "
+                                                     "when Newton meets a non-descent direction")
     proximal: float = Field(1e-2, ge=0, allow_inf_nan=False,
                             description="proximal (pseudo-time) stiffness for floating bodies, relative to "
                                         "E_max / L^2 [-]")

@@ -241,6 +241,12 @@ class Mechanics:
         self.timers["assembly"] += time.perf_counter() - t0
         return b, A
 
+    def set_hessian_projection(self, flag: bool):
+        """Newton's switch for the PSD projection of the barrier Hessian (always on when
+        `contact.project_hessian` is set)."""
+        if self.contact is not None:
+            self.contact.project_hessian = bool(flag) or self.cfg.contact.project_hessian
+
     def max_step(self, u_array, du_array) -> float:
         if self.contact is None:
             return 1.0

@@ -104,6 +104,7 @@ class Simulation:
                                       dhat=dhat, kappa=cfg.contact.stiffness * mech.E_min / mech.S0,
                                       comm=self.comm, bcs=mech.bcs)
         mech.contact = self.contact
+        mech.set_hessian_projection(False)
         self.k_prox = cfg.contact.proximal / r_mean**2
 
     # ------------------------------------------------------------------------------------
