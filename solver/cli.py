@@ -89,7 +89,7 @@ def cmd_run(args) -> int:
 
     comm = MPI.COMM_WORLD
     prepare_outdir(args.out, cfg, comm, resume=args.resume)
-    sim = Simulation(cfg, args.out, comm).initialise()
+    sim = Simulation(cfg, args.out, comm).initialise(resume=args.resume)
     summary = sim.run(resume=args.resume)
     if summary["status"] != "completed":
         _say(f"error: run failed: {summary.get('reason')}")

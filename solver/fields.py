@@ -15,13 +15,19 @@ from dolfinx import fem, io
 
 
 class FieldWriter:
-    def __init__(self, mech, folder):
+    def __init__(self, mech, folder, keep_existing: bool = False):
+        """`keep_existing` (a resumed run): write to fields_part2.xdmf, ... instead of overwriting."""
         self.mech = mech
         msh = mech.dom.mesh
         folder = Path(folder)
+        name = "fields.xdmf"
         if msh.comm.rank == 0:
             folder.mkdir(parents=True, exist_ok=True)
-        msh.comm.barrier()
+            k = 1
+            while keep_existing and (folder / name).exists():
+                k += 1
+                name = f"fields_part{k}.xdmf"
+        name = msh.comm.bcast(name, root=0)
         self.V1 = fem.functionspace(msh, ("Lagrange", 1, (2,)))
         self.Q0 = fem.functionspace(msh, ("DG", 0))
         self.u1 = fem.Function(self.V1, name="u")
@@ -30,7 +36,7 @@ class FieldWriter:
         self.ph = fem.Function(self.Q0, name="phase")
         self.s33 = fem.Function(self.Q0, name="sigma_33")
         self.ph.x.array[: mech.nc] = mech.cell_phase
-        self.file = io.XDMFFile(msh.comm, str(folder / "fields.xdmf"), "w")
+        self.file = io.XDMFFile(msh.comm, str(folder / name), "w")
         # write the mesh in SI units
         x = msh.geometry.x
         x[:, :2] *= mech.L0

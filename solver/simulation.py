@@ -63,7 +63,7 @@ class Simulation:
         self.contact = None
 
     # ------------------------------------------------------------------------------------
-    def initialise(self):
+    def initialise(self, resume: bool = False):
         from . import domain
         from .newton import minimise
 
@@ -85,7 +85,7 @@ class Simulation:
         if cfg.output.fields != "none":
             from .fields import FieldWriter
 
-            self.fields = FieldWriter(mech, self.outdir / "fields")
+            self.fields = FieldWriter(mech, self.outdir / "fields", keep_existing=resume)
         self.newton_total = 0
         return self
 
@@ -168,7 +168,6 @@ class Simulation:
             return
         row = dict(self.last_row) if self.last_row else self._row(seg, None)
         row = {"cycle": seg.cycle, "state": "lithiated" if kind == "lithiate" else "delithiated", **row}
-        row["cycle"] = seg.cycle
         self.cycle_rows.append(row)
         if self.rank0:
             self.cyc.append(row, flush_every_s=0.0)
