@@ -102,6 +102,10 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from .plots import make_plots
 
+    from pathlib import Path
+
+    if not (Path(args.dir) / "timeseries.csv").exists():
+        raise OSError(f"{args.dir}: not a run folder (no timeseries.csv)")
     if _rank() == 0:
         files = make_plots(args.dir)
         for f in files:
