@@ -137,7 +137,7 @@ def test_solver_failure_exit_code_and_summary(tmp_path):
 
 # ---------------------------------------------------------------------------------- checkpoints
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
-    args = [str(BASE)] + SMALL_BLOCK + ["--set", "cycling.cycles=3", "--set", "solver.checkpoint_every=7",
+    args = [str(BASE)] + SMALL_BLOCK + ["--set", "cycling.cycles=4", "--set", "solver.checkpoint_every=7",
                                         "--set", "solver.dt_max=600", "--set", "output.fields=none"]
     ref = tmp_path / "ref"
     r = subprocess.run([EXE, "run"] + args + ["-o", str(ref)], capture_output=True, text=True)
@@ -173,7 +173,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     assert len(ta) == len(tb)
     ca = CSVTable.read(ref / "cycles.csv")
     cb = CSVTable.read(out / "cycles.csv")
-    assert len(ca) == len(cb) == 6
+    assert len(ca) == len(cb) == 8
 
 
 # ---------------------------------------------------------------------------------- MPI
