@@ -211,7 +211,7 @@ class Solver(_Strict):
     rtol: float = Field(1e-8, gt=0, lt=1, description="Newton relative residual tolerance")
     atol: float = Field(1e-8, gt=0, description="Newton absolute residual tolerance (internal units: nodal force / "
                                                 "(E_max L0), L0 = min(width, height)/40)")
-    max_iterations: int = Field(25, ge=1, le=500, description="Newton iterations per step")
+    max_iterations: int = Field(40, ge=1, le=500, description="Newton iterations per step")
     dt_initial: PosFloat = Field(60.0, description="first time step [s]")
     dt_min: PosFloat = Field(1e-3, description="smallest time step before giving up [s]")
     dt_max: PosFloat = Field(3600.0, description="largest time step [s]")
@@ -219,6 +219,10 @@ class Solver(_Strict):
     max_creep_increment: PosFloat = Field(0.02, description="largest equivalent creep strain increment per step [-]")
     max_cutbacks: int = Field(8, ge=0, le=40, description="halvings of a failing step before the run fails")
     growth: float = Field(1.5, gt=1, le=10, description="step growth factor after an easy step")
+    easy_iterations: int = Field(12, ge=0, le=500, description="a step that took at most this many Newton "
+                                                               "iterations is easy: the next one grows")
+    hard_iterations: int = Field(30, ge=1, le=500, description="a step that took more Newton iterations than this "
+                                                               "is hard: the next one shrinks by 0.7")
     log_newton: bool = Field(False, description="print every Newton iteration (debugging)")
     predictor: bool = Field(True, description="start each step from the extrapolated last increment")
     checkpoint_every: int = Field(0, ge=0, description="write a checkpoint every N steps (0: cycle ends only)")

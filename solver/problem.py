@@ -399,8 +399,8 @@ class Stepper:
             self.steps += 1
             cut = 0
             if dt >= 0.999 * min(self.dt, s.dt_max):  # not shortened by a protocol boundary
-                easy = info.iterations <= 6 and dmax < 0.5 * s.max_creep_increment
-                hard = info.iterations > 15
+                easy = info.iterations <= s.easy_iterations and dmax < 0.5 * s.max_creep_increment
+                hard = info.iterations > s.hard_iterations
                 self.dt = min(dt * s.growth, s.dt_max) if easy else (max(0.7 * dt, s.dt_min) if hard else dt)
             self.on_step(seg, info)
         if on_end:
