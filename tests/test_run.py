@@ -5,6 +5,7 @@ import json
 import pytest
 from pathlib import Path
 
+from mpi_runs import run_serial_and_mpi
 from solver.cli import main
 from solver.output import CSVTable
 
@@ -42,22 +43,12 @@ def test_baseline_run_folder(tmp_path):
 @pytest.mark.mpi
 def test_contact_run_serial_vs_mpi(tmp_path):
     """A contact run (the baseline, shortened) gives the same metrics on 1 and 2 ranks (1e-6)."""
-    import subprocess
-
-
-
-    exe = str(ROOT / ".venv" / "bin" / "creep-cathode")
-    mpiexec = str(ROOT / ".venv" / "bin" / "mpiexec")
     args = ["run", str(ROOT / "configs" / "baseline.toml"), "--set",
             'cycling.protocol=["Lithiate at 2C to 0.5", "Delithiate at 2C"]', "--set", "output.progress=false",
             "--set", "output.plots=false", "--set", 'output.fields="none"']
-    r1 = subprocess.run([exe] + args + ["-o", str(tmp_path / "s1")], capture_output=True, text=True)
-    assert r1.returncode == 0, r1.stderr
-    r2 = subprocess.run([mpiexec, "-n", "2", exe] + args + ["-o", str(tmp_path / "s2")], capture_output=True,
-                        text=True)
-    assert r2.returncode == 0, r2.stderr
-    a = CSVTable.read(tmp_path / "s1" / "cycles.csv")
-    b = CSVTable.read(tmp_path / "s2" / "cycles.csv")
+    s1, s2 = run_serial_and_mpi(args, tmp_path)
+    a = CSVTable.read(s1 / "cycles.csv")
+    b = CSVTable.read(s2 / "cycles.csv")
     assert len(a) == len(b) == 2
     for ra, rb in zip(a, b):
         for k, v in ra.items():

@@ -4,13 +4,13 @@ Each expected number is computed here from a closed form, never from a previous 
 """
 
 import math
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from solver.config import validate
+from mpi_runs import run_serial_and_mpi
 from solver.output import CSVTable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,15 +199,9 @@ def test_serial_vs_mpi(tmp_path):
             "--set", "boundary.right=free", "--set", "boundary.top=free",
             "--set", 'cycling.protocol=["Lithiate at 2C to 0.3", "Rest for 30 min", "Delithiate at 2C"]',
             "--set", "cycling.cycles=1", "--set", "output.progress=false", "--set", "output.plots=false"]
-    exe = str(ROOT / ".venv" / "bin" / "creep-cathode")
-    mpiexec = str(ROOT / ".venv" / "bin" / "mpiexec")
-    r1 = subprocess.run([exe] + args + ["-o", str(tmp_path / "s1")], capture_output=True, text=True)
-    assert r1.returncode == 0, r1.stderr
-    r2 = subprocess.run([mpiexec, "-n", "2", exe] + args + ["-o", str(tmp_path / "s2")], capture_output=True,
-                        text=True)
-    assert r2.returncode == 0, r2.stderr
-    a = CSVTable.read(tmp_path / "s1" / "timeseries.csv")
-    b = CSVTable.read(tmp_path / "s2" / "timeseries.csv")
+    s1, s2 = run_serial_and_mpi(args, tmp_path)
+    a = CSVTable.read(s1 / "timeseries.csv")
+    b = CSVTable.read(s2 / "timeseries.csv")
     assert len(a) == len(b)
     for ra, rb in zip(a, b):
         for k, v in ra.items():
