@@ -200,6 +200,10 @@ class ContactSettings(_Strict):
     project_hessian: bool = Field(False, description="always project the barrier Hessian onto the PSD cone (robust, "
                                                      "linear convergence); default: exact Hessian, projected only "
                                                      "when Newton meets a non-descent direction")
+    proximal_relaxations: int = Field(3, ge=0, le=50, description="re-solves of a step anchored at its solution "
+                                                                 "while the proximal energy exceeds the tolerance")
+    proximal_tolerance: float = Field(1e-3, gt=0, allow_inf_nan=False,
+                                      description="acceptable proximal energy / stored energy of a step [-]")
     proximal: float = Field(1e-2, ge=0, allow_inf_nan=False,
                             description="proximal (pseudo-time) stiffness for floating bodies, relative to "
                                         "E_max / L^2 [-]")

@@ -135,7 +135,8 @@ class Mechanics:
         self.k_prox = fem.Constant(msh, PETSc.ScalarType(0.0))
         R = ufl.inner(self.P, G) * dx + self.k_prox * ufl.inner(self.u - self.u_n, v) * dx
         a = self.D[i, j, k, l] * ufl.grad(du)[k, l] * G[i, j] * dx + self.k_prox * ufl.inner(du, v) * dx
-        E_extra = 0.5 * self.k_prox * ufl.inner(self.u - self.u_n, self.u - self.u_n) * dx
+        E_prox = 0.5 * self.k_prox * ufl.inner(self.u - self.u_n, self.u - self.u_n) * dx
+        E_extra = E_prox
         ds = ufl.Measure("ds", domain=msh, subdomain_data=ft, metadata={"quadrature_degree": max(2, deg)})
         N = ufl.FacetNormal(msh)
         self.pressure = {}
@@ -147,11 +148,13 @@ class Mechanics:
                 R += p * ufl.dot(N, v) * ds(WALL_TAGS[s])
                 E_extra += p * ufl.dot(N, self.u) * ds(WALL_TAGS[s])
         self.R_form, self.a_form, self.E_form = fem.form(R), fem.form(a), fem.form(E_extra)
+        self.E_prox_form = fem.form(E_prox)
         self.A = fp.create_matrix(self.a_form)
         self.A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
         self.b = fp.create_vector(self.V)
         self.contact = None
         self.timers = {"constitutive": 0.0, "assembly": 0.0}
+        self.last_proximal_ratio = 0.0
         self._cache = None  # (u, (F, update), with tangent, dt) of the last constitutive update
         self.dt = 0.0
         self.theta = 0.0
@@ -265,6 +268,17 @@ class Mechanics:
         dmax = float(r.deps.max()) if len(r.deps) else 0.0
         return self.comm.allreduce(dmax, op=MPI.MAX)
 
+    def proximal_ratio(self, u_array) -> float:
+        """Proximal energy of the step relative to the stored (Hencky + dissipation) energy: a
+        diagnostic that the regularisation of floating particles does not drive the answer."""
+        if float(self.k_prox.value) == 0.0:
+            return 0.0
+        F, r = self._update(u_array, tangent=False)
+        W = self.comm.allreduce(float(np.sum(self._energy_density(r, F) * self.wdet)), op=MPI.SUM)
+        self.u.x.array[:] = u_array
+        Ep = self.comm.allreduce(fem.assemble_scalar(self.E_prox_form), op=MPI.SUM)
+        return Ep / W if W > 0 else 0.0
+
     def refresh(self):
         """Recompute stresses for metrics at the current u without touching the internal variables."""
         F, r = self._update(self.u.x.array, tangent=False)
@@ -357,6 +371,29 @@ class Stepper:
         else:
             mech.u.x.array[:] = u_old
 
+    def _relax_proximal(self) -> int:
+        """Proximal-point relaxation: while the proximal energy is not negligible against the
+        stored energy, re-solve the same step (same internal variables) anchored at the current
+        solution, so that the regularisation of floating particles fades from the answer."""
+        mech, c = self.mech, self.cfg.contact
+        its = 0
+        ratio = mech.proximal_ratio(mech.u.x.array)
+        for _ in range(c.proximal_relaxations):
+            if ratio <= c.proximal_tolerance:
+                break
+            u_conv, anchor = mech.u.x.array.copy(), mech.u_n.x.array.copy()
+            mech.u_n.x.array[:] = u_conv
+            mech._cache = None
+            info = self.solve()
+            its += info.iterations
+            if not info.converged:  # keep the last converged state
+                mech.u.x.array[:] = u_conv
+                mech.u_n.x.array[:] = anchor
+                break
+            ratio = mech.proximal_ratio(mech.u.x.array)
+        mech.last_proximal_ratio = ratio
+        return its
+
     def run_segment(self, seg, on_end=None):
         s = self.cfg.solver
         mech = self.mech
@@ -393,6 +430,7 @@ class Stepper:
                     fac = min(0.5, 0.8 * s.max_creep_increment / dmax)
                 self.dt = max(dt * fac, s.dt_min)
                 continue
+            self.newton_total += self._relax_proximal()
             self.du_prev, self.dt_prev = mech.u.x.array - u_old, dt
             mech.commit()
             self.t = t_new

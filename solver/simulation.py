@@ -128,6 +128,7 @@ class Simulation:
         row["porosity"] = met["porosity"]
         row["newton_iterations"] = info.iterations if info else 0
         row["dt_s"] = mech.dt
+        row["proximal_energy_ratio"] = mech.last_proximal_ratio if info else 0.0
         for k in ("solid_area_ratio", "width_change", "height_change"):
             row[k] = met[k]
         for p in mech.phases:
