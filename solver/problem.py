@@ -102,8 +102,6 @@ class Mechanics:
         nq = self.nc * self.nqp
         self.Cp_inv = np.tile(np.array([1.0, 1.0, 0.0, 1.0]), (nq, 1))
         self.eps_cr = np.zeros(nq)
-        self.Cp_trial = self.Cp_inv.copy()
-        self.deps_trial = np.zeros(nq)
         self.vm_q = np.zeros(nq)
         self.sig_q = np.zeros((nq, 4))
         self.J_q = np.ones(nq)
@@ -121,9 +119,8 @@ class Mechanics:
                 dofs = fem.locate_dofs_topological(Vi, tdim - 1, facets)
                 self.bcs.append(fem.dirichletbc(zero, dofs, Vi))
                 bc_dofs.append(dofs)
-        bs = self.V.dofmap.index_map_bs
         self.bc_local = np.unique(np.concatenate(bc_dofs)) if bc_dofs else np.zeros(0, np.int32)
-        n_owned = self.V.dofmap.index_map.size_local * bs
+        n_owned = self.V.dofmap.index_map.size_local * self.V.dofmap.index_map_bs
         owned = self.bc_local[self.bc_local < n_owned]
         self.bc_owned_local = owned
 
