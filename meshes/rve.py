@@ -9,7 +9,9 @@ Tag conventions (shared with solver/domain.py and solver/contact.py):
 The model is built in units of L = min(W, H) / 40 (O(1) numbers for Gmsh) and the DOLFINx mesh
 is scaled back to metres. Narrow gaps are graded: for each pair of circles (and circle-wall)
 whose gap g is below the mesh size h, a Ball field around the gap asks for elements of
-max(2 g, h/8, min_gap) over the stretch where the gap is below h (radius sqrt((h - g) R_eff)); a
+max(2 g, h/8, min_gap) over the stretch where the gap is below h (radius sqrt((h - g) R_eff)) —
+max(g, h/16, min_gap) when the pores are meshed, so that the gap itself is spanned by about one
+element; a
 Threshold on the distance to the particle boundaries keeps that refinement in a band along the
 boundaries, so particle interiors stay at h. Circles are resolved with >= 48 segments.
 Mesh generation is single-threaded with a fixed algorithm, so the same input gives the same mesh.
@@ -152,9 +154,9 @@ def build_gmsh_model(circles, width, height, mesh_size, min_gap, *, include_pore
     hmin = h
     balls = []
     if gap_refinement:
-        floor = max(gmin, h / 8.0)
+        floor = max(gmin, h / 16.0) if include_pores else max(gmin, h / 8.0)
         for (px, py, g, reff) in _close_pairs(cs, W, H, h):
-            size = min(h, max(2.0 * g, floor))
+            size = min(h, max((1.0 if include_pores else 2.0) * g, floor))
             rad = math.sqrt(max(h - g, 0.0) * reff)
             ball = gmsh.model.mesh.field.add("Ball")
             gmsh.model.mesh.field.setNumber(ball, "XCenter", px)
