@@ -45,7 +45,7 @@ def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
         from meshes import rve as rvemesh
 
         msh = rvemesh.generate(circles, r.width, r.height, r.mesh_size, r.min_gap, include_pores=include_pores,
-                               comm=comm).mesh
+                               comm=comm, msh_path=out / "rve.msh").mesh  # written from the same model
     t_mesh = time.perf_counter() - t0
     cells = comm.allreduce(msh.topology.index_map(2).size_local, op=MPI.SUM)
     nodes = msh.geometry.index_map().size_global
@@ -56,8 +56,6 @@ def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
             _block_png(r, out / "rve.png")
             fr, counts, gap = {r.phase: 1.0}, {r.phase: 1}, None
         else:
-            rvemesh.write_msh(circles, r.width, r.height, r.mesh_size, r.min_gap, out / "rve.msh",
-                              include_pores=include_pores)
             rvemesh.plot_rve(circles, r.width, r.height, out / "rve.png")
             fr = packing.area_fractions(circles, r.width, r.height)
             counts = {}
