@@ -127,6 +127,8 @@ def _run_local(case, out: Path) -> dict:
 
 
 def _run_mpi(sw, out: Path, k: int) -> None:
+    import numpy as np
+
     from . import dolfinx_env  # noqa: F401
     from mpi4py import MPI
 
@@ -142,13 +144,9 @@ def _run_mpi(sw, out: Path, k: int) -> None:
     win = MPI.Win.Allocate(8 if world.rank == 0 else 0, 8, comm=world)
     if world.rank == 0:
         win.Lock(0)
-        import numpy as np
-
         np.frombuffer(win.tomemory(), dtype=np.int64)[0] = 0
         win.Unlock(0)
     world.Barrier()
-    import numpy as np
-
     one = np.array([1], dtype=np.int64)
     got = np.zeros(1, dtype=np.int64)
     cases = sw["cases"]

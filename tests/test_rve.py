@@ -13,17 +13,7 @@ import pytest
 from solver import dolfinx_env  # noqa: F401
 from meshes.rve import PORE_TAG, WALL_TAGS, GapSizeField, _close_pairs, generate, gmsh_session, plot_rve, write_msh
 
-try:
-    from meshes.packing import Circle
-except ImportError:  # pragma: no cover - the packer is written separately
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class Circle:
-        phase: str
-        x: float
-        y: float
-        r: float
+from meshes.packing import Circle
 
 ROOT = Path(__file__).resolve().parents[1]
 MPIEXEC = str(ROOT / ".venv" / "bin" / "mpiexec")
@@ -144,6 +134,12 @@ def _gap_pair(g):
             Circle("Se", 17.5e-6 - g, 16.5e-6, 2.5e-6)]
 
 
+def _boundary_facets(m, tag):
+    """Midpoints and lengths of the boundary facets of particle `tag`."""
+    fac = [p for t, p, _, _ in _facets(m) if t == tag]
+    return np.array([p.mean(axis=0) for p in fac]), np.array([np.linalg.norm(p[0] - p[1]) for p in fac])
+
+
 def _cells(m, tag):
     from dolfinx.mesh import entities_to_geometry
 
@@ -162,9 +158,7 @@ def test_gap_grading_with_pores():
     for mid in ((10e-6 + 0.5 * g, 8e-6), (20e-6 - 0.5 * g, 16.5e-6)):
         near = np.hypot(cen[:, 0] - mid[0], cen[:, 1] - mid[1]) < g
         assert near.sum() >= 2 and emax[near].max() <= 2 * g
-    fac = [(t, p) for t, p, _, _ in _facets(m) if t == 1]
-    mid = np.array([p.mean(axis=0) for _, p in fac])
-    L = np.array([np.linalg.norm(p[0] - p[1]) for _, p in fac])
+    mid, L = _boundary_facets(m, 1)
     near = np.hypot(mid[:, 0] - 10e-6, mid[:, 1] - 8e-6) < 0.3e-6
     far = mid[:, 0] < 4e-6
     assert near.any() and far.any()
@@ -177,9 +171,7 @@ def test_gap_grading_without_pores():
     g = 0.08e-6
     m = generate(_gap_pair(g), W, H, H_MESH, MIN_GAP, include_pores=False)
     assert PORE_TAG not in set(m.cell_tags.values)
-    fac = [(t, p) for t, p, _, _ in _facets(m) if t == 1]
-    mid = np.array([p.mean(axis=0) for _, p in fac])
-    L = np.array([np.linalg.norm(p[0] - p[1]) for _, p in fac])
+    mid, L = _boundary_facets(m, 1)
     near = np.hypot(mid[:, 0] - 10e-6, mid[:, 1] - 8e-6) < 0.3e-6
     far = mid[:, 0] < 4e-6
     assert near.any() and far.any()
