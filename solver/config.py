@@ -192,8 +192,8 @@ class ContactSettings(_Strict):
                                     description="contact_tolerance [m]: a boundary point is in contact when its "
                                                 "deformed gap is at most this (default: 0.5 x dhat)")
     dhat: float | None = Field(None, gt=0, allow_inf_nan=False,
-                               description="barrier activation distance [m] (default: min(min_gap/2, 0.5 % of the "
-                                           "mean particle radius))")
+                               description="barrier activation distance [m] (default: min(min_gap/2, mesh_size/8), the "
+                                           "boundary resolution near gaps)")
     stiffness: float = Field(1e-3, gt=0, allow_inf_nan=False,
                              description="barrier stiffness kappa (a stress) relative to the smallest Young's "
                                          "modulus of the solid phases [-]")
@@ -221,6 +221,9 @@ class Solver(_Strict):
     dt_max: PosFloat = Field(3600.0, description="largest time step [s]")
     max_theta_increment: Fraction = Field(0.05, description="largest change of theta per step [-]")
     max_creep_increment: PosFloat = Field(0.02, description="largest equivalent creep strain increment per step [-]")
+    creep_increment_quantile: float = Field(0.99, gt=0, le=1, description="the bound holds for this quantile of "
+                                            "the quadrature points (1 = every point; hot spots above it are left "
+                                            "to backward Euler's stability) [-]")
     max_cutbacks: int = Field(8, ge=0, le=40, description="halvings of a failing step before the run fails")
     growth: float = Field(1.5, gt=1, le=10, description="step growth factor after an easy step")
     easy_iterations: int = Field(12, ge=0, le=500, description="a step that took at most this many Newton "

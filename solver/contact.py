@@ -554,7 +554,10 @@ class BarrierContact:
         phases = list(dict.fromkeys(phase_of_body[int(b)] for b in np.unique(self.vbody)))
         cats = phases + ["wall"]
         D = np.full((self.n, len(cats)), np.inf)
-        vi, ei, d = self._vertex_edge_pairs(xb, float(tol))
+        # search 4x beyond tol, so that the far end of a segment that is only partly in contact
+        # has its distance too (the in-contact share is interpolated); farther still counts as 4 tol
+        reach = 4.0 * float(tol)
+        vi, ei, d = self._vertex_edge_pairs(xb, reach)
         if len(vi):
             pidx = {p: i for i, p in enumerate(phases)}
             ebody_phase = np.array([pidx[phase_of_body[int(b)]] for b in self.edge_body])
@@ -569,8 +572,8 @@ class BarrierContact:
             f = np.where(inside_a & inside_b, 1.0, 0.0)
             one = inside_a ^ inside_b
             with np.errstate(invalid="ignore", divide="ignore"):
-                fin_a = np.where(np.isfinite(da), da, 1e300)
-                fin_b = np.where(np.isfinite(db), db, 1e300)
+                fin_a = np.minimum(da, reach)
+                fin_b = np.minimum(db, reach)
                 t = (tol - fin_a) / (fin_b - fin_a)  # where the interpolant crosses tol
             f = np.where(one & inside_a, np.clip(t, 0, 1), f)
             f = np.where(one & inside_b, np.clip(1.0 - t, 0, 1), f)

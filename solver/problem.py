@@ -50,6 +50,16 @@ class StepInfo:
     history: tuple = ()
 
 
+def psd_project(D):
+    """Nearest positive semi-definite tangent, point by point: D (npts, 4, 4), the in-plane dP/dF
+    as a matrix over (F11, F12, F21, F22), symmetrised, negative eigenvalues set to zero."""
+    D = 0.5 * (D + np.swapaxes(D, 1, 2))
+    lam, Q = np.linalg.eigh(D)
+    if lam.min(initial=0.0) >= 0.0:
+        return D
+    return np.einsum("pik,pk,pjk->pij", Q, np.maximum(lam, 0.0), Q)
+
+
 class Mechanics:
     """Discrete mechanics of one Domain: spaces, quadrature state, forms, assembly, metrics."""
 
@@ -75,6 +85,7 @@ class Mechanics:
         self.u_n = fem.Function(self.V)  # last converged step (proximal term)
         self.P = fem.Function(self.QT)
         self.D = fem.Function(self.QD)
+        self.project_tangent = False  # PSD-project the material tangent (Newton's fallback)
         tdim = msh.topology.dim
         self.nc = msh.topology.index_map(tdim).size_local
         self.cells = np.arange(self.nc, dtype=np.int32)
@@ -221,7 +232,10 @@ class Mechanics:
     def assemble(self, u_array):
         F, r = self._update(u_array, tangent=True)
         self.P.x.array.reshape(-1, 4)[self.qdofs] = r.P.reshape(-1, 4)
-        self.D.x.array.reshape(-1, 16)[self.qdofs] = r.dPdF.reshape(-1, 16)
+        D = r.dPdF.reshape(-1, 4, 4)
+        if self.project_tangent:
+            D = psd_project(D)
+        self.D.x.array.reshape(-1, 16)[self.qdofs] = D.reshape(-1, 16)
         self.P.x.scatter_forward()
         self.D.x.scatter_forward()
         t0 = time.perf_counter()
@@ -242,8 +256,11 @@ class Mechanics:
         return b, A
 
     def set_hessian_projection(self, flag: bool):
-        """Newton's switch for the PSD projection of the barrier Hessian (always on when
-        `contact.project_hessian` is set)."""
+        """Newton's switch for the PSD projection of the Hessian where the exact one gave no descent
+        direction: the barrier Hessian (always projected when `contact.project_hessian` is set) and
+        the material tangent, point by point (Hencky elasticity is not convex at large strains, e.g.
+        Se squeezed into a closing pore)."""
+        self.project_tangent = bool(flag)
         if self.contact is not None:
             self.contact.project_hessian = bool(flag) or self.cfg.contact.project_hessian
 
@@ -283,14 +300,18 @@ class Mechanics:
         self.J_q = F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0]
 
     def max_creep_increment(self) -> float:
-        """Largest creep increment of the step among points that keep at least half of their trial
-        stress. Points that relax (nearly) completely within the step (stress concentrations at
+        """Creep increment of the step at the `creep_increment_quantile` (default 0.99; 1 = the largest)
+        among points that keep at least half of their trial stress. Points that relax (nearly) completely within the step (stress concentrations at
         point contacts with a high exponent) are resolved by backward Euler's stability, not by
         the step size, and do not limit it."""
         F, r = self._update(self.u.x.array, tangent=False)
         m = r.ratio >= 0.5 if r.ratio is not None else slice(None)
-        d = float(r.deps[m].max()) if np.any(m) else 0.0
-        return self.comm.allreduce(d, op=MPI.MAX)
+        d = np.asarray(r.deps[m], dtype=float).ravel()
+        q = self.cfg.solver.creep_increment_quantile
+        if q >= 1.0:
+            return self.comm.allreduce(float(d.max()) if d.size else 0.0, op=MPI.MAX)
+        d = np.concatenate(self.comm.allgather(d)) if self.comm.size > 1 else d
+        return float(np.quantile(d, q)) if d.size else 0.0
 
     # ---------------------------------------------------------------- metrics
     def metrics(self) -> dict:
@@ -348,6 +369,7 @@ class Stepper:
         self.t = 0.0
         self.steps = 0
         self.newton_total = 0
+        self.rejected = {"newton": 0, "creep_increment": 0}  # steps redone with a shorter dt, by cause
         self.seg_index = 0
         self.du_prev, self.dt_prev = None, 1.0
 
@@ -418,6 +440,9 @@ class Stepper:
                 ok, reason = False, f"creep increment {dmax:.3g} > max_creep_increment"
             if not ok:
                 mech.u.x.array[:] = u_old
+                self.rejected["creep_increment" if info.converged else "newton"] += 1
+                if s.log_newton:
+                    self.log(f"  step rejected (dt = {dt:.3g} s): {reason}")
                 cut += 1
                 if cut > s.max_cutbacks or dt <= s.dt_min * 1.0001:
                     raise SolverFailure(f"step at t = {self.t:.6g} s (cycle {seg.cycle}, '{seg.step.text}') failed "

@@ -96,7 +96,9 @@ class Simulation:
         radii = [c.r for c in dom.circles] or [min(dom.width, dom.height) / 4]
         r_mean = float(np.mean(radii)) / mech.L0
         gap = cfg.rve.min_gap / mech.L0
-        dhat = cfg.contact.dhat / mech.L0 if cfg.contact.dhat else min(0.5 * gap if gap > 0 else 1e9, 0.005 * r_mean)
+        # default d̂: the boundary resolution near gaps (mesh_size/8), below half the smallest initial gap
+        h_gap = cfg.rve.mesh_size / 8 / mech.L0
+        dhat = cfg.contact.dhat / mech.L0 if cfg.contact.dhat else min(0.5 * gap if gap > 0 else 1e9, h_gap)
         self.dhat = dhat
         self.tol = cfg.contact.tolerance / mech.L0 if cfg.contact.tolerance else 0.5 * dhat
         walls = {s: cfg.boundary.kind(s) == "roller" for s in ("left", "right", "bottom", "top")}
@@ -273,6 +275,7 @@ class Simulation:
             "cycle_reached": seg.cycle if seg is not None else 0,
             "steps": self.stepper.steps,
             "newton_iterations_total": self.stepper.newton_total,
+            "rejected_steps": dict(self.stepper.rejected),
             "dofs": mech.dofs(),
             "cells": self.comm.allreduce(mech.nc, op=MPI.SUM),
             "ranks": self.comm.size,

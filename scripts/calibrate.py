@@ -1,0 +1,180 @@
+"""Calibrate unknown material parameters against the Fig. 4 numbers of Xiong et al. (2024).
+
+The paper's Table S6 is not available, so the Se/Li2Se creep law is fitted. Norton's law
+d(eps_cr)/dt = A (sigma_e / sigma_ref)^n depends on A and sigma_ref only through
+B = A / sigma_ref^n: for a given n one of them is redundant, so the default calibrates A with
+sigma_ref held at its config value (100 MPa) and n from the paper's Fig. 5b (Li-like, 6.5).
+
+Search: a log-spaced grid over each parameter (a product grid when several are given), then
+`--refine` rounds that shrink the range around the best point by `--shrink` (in log space) and
+grid again. Every evaluation is a `creep-cathode run` of CONFIG with the `--set` overrides;
+failed runs score +inf.
+
+Objective: root-mean-square relative error over the paper's numbers that the run produces
+(solver.plots.PAPER: contact ratios and mean von Mises per phase at the lithiated state of
+cycles 1 and 20, whichever cycles the run reaches):
+
+    J = sqrt( mean_k ((ours_k - paper_k) / paper_k)^2 )
+
+Writes OUT/calibration.csv (one row per evaluation: parameters, metrics, J, status, wall time)
+and OUT/calibration.json (targets, best parameters, J, the per-target errors and the command),
+and keeps each evaluation's run folder under OUT/evals/.
+
+Example (what configs/se_mse.toml records; about 15 minutes on 2 cores):
+
+    .venv/bin/python scripts/calibrate.py configs/se_mse.toml -o runs/calibrate \\
+        --param materials.Se.creep.A=1e-7:1e-3 --points 5 --refine 1 --jobs 2 \\
+        --set cycling.cycles=1
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from solver.output import CSVTable, provenance, write_json  # noqa: E402
+from solver.plots import PAPER  # noqa: E402
+
+
+def targets_for(row_keys: set[str], cycles: int) -> dict[tuple[str, int], float]:
+    """The paper numbers a run with these cycles.csv columns and this many cycles can match."""
+    return {(k, c): v for k, per_cycle in PAPER.items() if k in row_keys
+            for c, v in per_cycle.items() if c <= cycles}
+
+
+def objective(rows: list[dict], cycles: int) -> tuple[float, dict]:
+    """J (RMS relative error) and the per-target (ours, paper, relative error)."""
+    lith = {int(r["cycle"]): r for r in rows if r.get("state") == "lithiated"}
+    if not lith:
+        return math.inf, {}
+    tg = targets_for(set(next(iter(lith.values()))), cycles)
+    detail, errs = {}, []
+    for (k, c), paper in sorted(tg.items()):
+        if c not in lith:
+            return math.inf, {}
+        ours = float(lith[c][k])
+        rel = (ours - paper) / paper
+        detail[f"{k}@{c}"] = {"ours": ours, "paper": paper, "rel_error": rel}
+        errs.append(rel * rel)
+    return (math.sqrt(sum(errs) / len(errs)) if errs else math.inf), detail
+
+
+def parse_param(spec: str) -> tuple[str, float, float]:
+    key, _, rng = spec.partition("=")
+    lo, _, hi = rng.partition(":")
+    lo, hi = float(lo), float(hi)
+    if not (key and 0 < lo < hi):
+        raise SystemExit(f"calibrate: --param {spec!r}: expected KEY=LO:HI with 0 < LO < HI")
+    return key, lo, hi
+
+
+def log_grid(lo: float, hi: float, n: int) -> list[float]:
+    if n == 1:
+        return [math.sqrt(lo * hi)]
+    return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+
+
+def evaluate(config: str, out: Path, idx: int, values: dict, sets: list[str], cycles: int) -> dict:
+    folder = out / "evals" / f"eval_{idx:03d}"
+    cmd = [str(ROOT / ".venv" / "bin" / "creep-cathode") if (ROOT / ".venv").exists() else "creep-cathode",
+           "run", config, "-o", str(folder)]
+    for s in sets:
+        cmd += ["--set", s]
+    for k, v in values.items():
+        cmd += ["--set", f"{k}={v:.6g}"]
+    t0 = time.perf_counter()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    row = {"eval": idx, **values, "status": "completed" if proc.returncode == 0 else f"failed ({proc.returncode})",
+           "wall_s": round(wall, 1), "folder": str(folder)}
+    J, detail = math.inf, {}
+    if proc.returncode == 0:
+        J, detail = objective(CSVTable.read(folder / "cycles.csv"), cycles)
+    for name, d in detail.items():
+        row[name] = d["ours"]
+    row["J"] = J
+    row["_detail"] = detail
+    tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+    print(f"[{idx:3d}] {values}  J = {J:.4g}  {row['status']}  {wall:.0f} s  {tail[0][:100]}", flush=True)
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config")
+    ap.add_argument("-o", "--out", required=True)
+    ap.add_argument("--param", action="append", required=True, metavar="KEY=LO:HI",
+                    help="a parameter to fit, searched log-uniformly in [LO, HI]")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="fixed override for every evaluation (as for creep-cathode run)")
+    ap.add_argument("--points", type=int, default=5, help="grid points per parameter and round")
+    ap.add_argument("--refine", type=int, default=1, help="refinement rounds around the best point")
+    ap.add_argument("--refine-points", type=int, default=3, help="grid points per parameter in refinement rounds")
+    ap.add_argument("--shrink", type=float, default=0.25, help="range kept per refinement (log space)")
+    ap.add_argument("--jobs", type=int, default=1, help="evaluations run at once")
+    a = ap.parse_args(argv)
+
+    import tomllib
+    cfg = tomllib.loads(Path(a.config).read_text())
+    cycles = int(cfg.get("cycling", {}).get("cycles", 1))
+    for s in a.sets:
+        if s.startswith("cycling.cycles="):
+            cycles = int(s.split("=", 1)[1])
+    params = [parse_param(p) for p in a.param]
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ranges = {k: (lo, hi) for k, lo, hi in params}
+    rows: list[dict] = []
+    best = None
+    t_start = time.perf_counter()
+    for rnd in range(a.refine + 1):
+        grids = [log_grid(*ranges[k], a.points if rnd == 0 else a.refine_points) for k, _, _ in params]
+        points = [dict(zip(ranges, combo)) for combo in itertools.product(*grids)]
+        seen = {tuple(r[k] for k in ranges) for r in rows}
+        points = [p for p in points if tuple(p.values()) not in seen]
+        start = len(rows)
+        print(f"round {rnd}: {len(points)} evaluations, ranges {ranges}", flush=True)
+        with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+            rows += list(pool.map(lambda ip: evaluate(a.config, out, start + ip[0], ip[1], a.sets, cycles),
+                                  enumerate(points)))
+        best = min(rows, key=lambda r: r["J"])
+        cols = list(dict.fromkeys(k for r in rows for k in r if k != "_detail"))
+        CSVTable(out / "calibration.csv", [{k: r.get(k, "") for k in cols} for r in rows]).flush()
+        if not math.isfinite(best["J"]):
+            break
+        for k, lo, hi in params:  # shrink each range around the best value, in log space
+            span = math.log(ranges[k][1] / ranges[k][0]) * a.shrink / 2
+            b = best[k]
+            ranges[k] = (b * math.exp(-span), b * math.exp(span))
+    result = {
+        "config": a.config,
+        "fixed_overrides": a.sets,
+        "cycles": cycles,
+        "objective": "J = sqrt(mean_k ((ours_k - paper_k)/paper_k)^2) over the Fig. 4 numbers (solver.plots.PAPER) "
+                     "at the lithiated state of the cycles run",
+        "best": {k: best[k] for k in ranges} if best else None,
+        "J": best["J"] if best else math.inf,
+        "targets": best["_detail"] if best else {},
+        "evaluations": len(rows),
+        "wall_time_s": round(time.perf_counter() - t_start, 1),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "provenance": provenance(1),
+    }
+    write_json(out / "calibration.json", result)
+    print(f"best {result['best']}  J = {result['J']:.4g}  -> {out / 'calibration.json'}")
+    return 0 if best and math.isfinite(best["J"]) else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
