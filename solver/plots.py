@@ -108,6 +108,40 @@ def make_plots(folder) -> list[Path]:
         ax.legend(fontsize=8)
         _save(fig, out / "stress_vs_cycle.png", files)
     files += rve_maps(folder, plt)
+    files += pore_plot(folder, plt)
+    return files
+
+
+def pore_plot(folder, plt) -> list[Path]:
+    """plots/pores_vs_cycle.png: relative area of each pore at the lithiated and delithiated states
+    (pores.csv, rewritten here from the snapshots)."""
+    from .pores import write_pores_csv
+
+    folder = Path(folder)
+    path = write_pores_csv(folder)
+    rows = CSVTable.read(path) if path else []
+    rows = [r for r in rows if r["state"] in ("lithiated", "delithiated")]
+    if not rows:
+        return []
+    files = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for state, mark in (("lithiated", "o-"), ("delithiated", "s--")):
+        cyc = sorted({r["cycle"] for r in rows if r["state"] == state})
+        if not cyc:
+            continue
+        for p in sorted({r["pore"] for r in rows}):
+            v = {r["cycle"]: r["relative_area"] for r in rows if r["state"] == state and r["pore"] == p}
+            ax.plot(cyc, [v.get(c, float("nan")) for c in cyc], mark, color="C0" if state == "lithiated" else "C1",
+                    alpha=0.35, ms=3, lw=0.8)
+        por = {r["cycle"]: r["porosity"] for r in rows if r["state"] == state}
+        ax.plot(cyc, [por[c] for c in cyc], mark, color="k",
+                lw=2, ms=4, label=f"porosity, {state}")
+    ax.plot([], [], "o-", color="C0", alpha=0.5, label="each pore / its initial area, lithiated")
+    ax.plot([], [], "s--", color="C1", alpha=0.5, label="each pore / its initial area, delithiated")
+    ax.set_xlabel("cycle")
+    ax.set_ylabel("relative pore area, porosity [-]")
+    ax.legend(fontsize=7)
+    _save(fig, folder / "plots" / "pores_vs_cycle.png", files)
     return files
 
 

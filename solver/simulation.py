@@ -177,10 +177,10 @@ class Simulation:
             self.ts.flush()
         if self.fields is not None and self.cfg.output.fields == "cycle_ends":
             self.fields.write(self.stepper.t)
-        if kind == "lithiate" and self.cfg.output.fields != "none":
+        if self.cfg.output.fields != "none":  # deformed RVE for the maps and pores.csv
             from .fields import snapshot
 
-            snapshot(self.mech, self.outdir / "fields" / f"snapshot_cycle{seg.cycle:03d}_lithiated.npz", self.comm)
+            snapshot(self.mech, self.outdir / "fields" / f"snapshot_cycle{seg.cycle:03d}_{row['state']}.npz", self.comm)
 
     # ------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
@@ -198,6 +198,10 @@ class Simulation:
             self.last_row = self._row(st.segments[0], None)
             if self.rank0:
                 self.ts.append(self.last_row)
+            if cfg.output.fields != "none":
+                from .fields import snapshot
+
+                snapshot(self.mech, self.outdir / "fields" / "snapshot_cycle000_initial.npz", self.comm)
         status, reason, seg = "completed", None, None
         try:
             for i in range(start, len(st.segments)):
@@ -292,6 +296,12 @@ class Simulation:
             self.ts.flush()
             self.cyc.flush()
             write_json(self.outdir / "summary.json", summary)
+            try:
+                from .pores import write_pores_csv
+
+                write_pores_csv(self.outdir)
+            except Exception as e:  # a post-processing product never fails a run
+                print(f"warning: pores.csv not written ({e})", file=sys.stderr)
             if cfg.output.plots:
                 try:
                     from .plots import make_plots

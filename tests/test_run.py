@@ -18,7 +18,8 @@ def test_baseline_run_folder(tmp_path):
                'cycling.protocol=["Lithiate at 2C to 0.6", "Delithiate at 2C"]', "--set", "output.progress=false"])
     assert rc == 0
     for f in ("timeseries.csv", "cycles.csv", "summary.json", "config.toml", "fields/fields.xdmf",
-              "plots/stress_vs_time.png", "plots/contact_vs_cycle.png", "plots/rve_vm_cycle001.png"):
+              "plots/stress_vs_time.png", "plots/contact_vs_cycle.png", "plots/rve_vm_cycle001.png",
+              "pores.csv", "plots/pores_vs_cycle.png"):
         assert (out / f).exists(), f
     ts = CSVTable.read(out / "timeseries.csv")
     cols = set(ts[0])
@@ -33,6 +34,13 @@ def test_baseline_run_folder(tmp_path):
     # swelling Se presses on its MSe neighbours: contact closes, porosity drops from the initial value
     assert lit["contact_Se_MSe"] > 0 and lit["contact_MSe_Se"] > 0
     assert lit["porosity"] < ts[0]["porosity"]
+    # pores.csv: each pore's area relative to its initial one; the raster porosity matches the
+    # metric (exact polygon areas) to the raster resolution
+    pores = CSVTable.read(out / "pores.csv")
+    assert {r["state"] for r in pores} == {"initial", "lithiated", "delithiated"}
+    assert all(r["relative_area"] == 1.0 for r in pores if r["state"] == "initial")
+    por_l = [r["porosity"] for r in pores if r["state"] == "lithiated"][0]
+    assert abs(por_l - lit["porosity"]) < 0.01
     s = json.loads((out / "summary.json").read_text())
     for k in ("status", "wall_time_s", "steps", "newton_iterations_total", "dofs", "ranks", "element_degree",
               "config_hash", "final", "provenance"):

@@ -1,0 +1,107 @@
+"""Convergence of the Fig. 4 metrics in mesh size, contact tolerance, barrier width and time step.
+
+Runs the first lithiation of CONFIG (the cycle-1 numbers of Fig. 4) once per case below and
+prints a markdown table of the metrics at full lithiation, with the change against the
+reference case (absolute points for ratios, relative % for stresses). docs/convergence.md holds
+the table this wrote.
+
+    .venv/bin/python scripts/convergence.py configs/se_mse.toml -o runs/convergence --jobs 2
+
+Each case is `creep-cathode run CONFIG --set ...`; the folders stay in OUT/<case>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = str(ROOT / ".venv" / "bin" / "creep-cathode") if (ROOT / ".venv").exists() else "creep-cathode"
+
+COMMON = ['cycling.protocol=["Lithiate at 0.1C"]', "cycling.cycles=1", "output.fields=none", "output.plots=false"]
+# (name, overrides): the reference is the default config; dhat is pinned for the mesh series so
+# that only the discretisation changes, and the tolerance series keeps the mesh and the barrier.
+CASES = [
+    ("reference (h = 0.8 um, dhat = 100 nm, tol = 50 nm)", []),
+    ("mesh h = 0.6 um", ["rve.mesh_size=0.6e-6", "contact.dhat=1e-7"]),
+    ("mesh h = 0.45 um", ["rve.mesh_size=0.45e-6", "contact.dhat=1e-7"]),
+    ("tol = 35 nm", ["contact.tolerance=35e-9"]),
+    ("tol = 25 nm", ["contact.tolerance=25e-9"]),
+    ("dhat = 70 nm, tol = 35 nm", ["contact.dhat=7e-8"]),
+    ("dt: max_theta_increment 0.025, dt_max 1800 s", ["solver.max_theta_increment=0.025", "solver.dt_max=1800"]),
+    ("creep quantile 1 (bound every point)", ["solver.creep_increment_quantile=1.0"]),
+    ("proximal 1e-3 (10x weaker)", ["contact.proximal=1e-3"]),
+]
+METRICS = [("contact_Se_Se", "Se-Se %", 100), ("contact_Se_MSe", "Se-MSe %", 100), ("contact_MSe_Se", "MSe-Se %", 100),
+           ("contact_Se_any", "Se-any %", 100), ("vm_mean_Se_Pa", "vM Se MPa", 1e-6), ("vm_mean_MSe_Pa", "vM MSe MPa", 1e-6),
+           ("porosity", "porosity %", 100)]
+
+
+def run_case(config: str, out: Path, i: int, name: str, sets: list[str], extra: list[str]) -> dict:
+    folder = out / f"case{i:02d}"
+    cmd = [EXE, "run", config, "-o", str(folder)]
+    for s in COMMON + extra + sets:
+        cmd += ["--set", s]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    row = {"case": name, "status": "completed" if p.returncode == 0 else f"failed ({p.returncode})",
+           "wall_s": time.perf_counter() - t0}
+    if p.returncode == 0:
+        rows = list(csv.DictReader(open(folder / "cycles.csv")))
+        lith = [r for r in rows if r["state"] == "lithiated"][-1]
+        row.update({k: float(lith[k]) for k, _, _ in METRICS if k in lith})
+        s = json.loads((folder / "summary.json").read_text())
+        row.update(cells=s["cells"], dofs=s["dofs"], steps=s["steps"], newton=s["newton_iterations_total"])
+    print(f"{name}: {row['status']} {row['wall_s']:.0f} s", flush=True)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    ref = rows[0]
+    head = ["case"] + [lab for _, lab, _ in METRICS] + ["cells", "steps", "Newton", "wall s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["case"]]
+        for k, _, scale in METRICS:
+            if k not in r:
+                cells.append(r["status"] if k == METRICS[0][0] else "")
+                continue
+            v = r[k] * scale
+            if r is ref or k not in ref:
+                cells.append(f"{v:.1f}")
+            elif scale == 100:  # ratios: absolute points
+                cells.append(f"{v:.1f} ({v - ref[k] * scale:+.1f})")
+            else:  # stresses: relative change
+                cells.append(f"{v:.1f} ({100 * (r[k] / ref[k] - 1):+.1f} %)")
+        cells += [str(r.get("cells", "")), str(r.get("steps", "")), str(r.get("newton", "")), f"{r['wall_s']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config")
+    ap.add_argument("-o", "--out", required=True)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="override for every case")
+    ap.add_argument("--only", default=None, help="comma-separated case indices (default: all)")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    idx = [int(i) for i in a.only.split(",")] if a.only else list(range(len(CASES)))
+    with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+        rows = list(pool.map(lambda i: run_case(a.config, out, i, CASES[i][0], CASES[i][1], a.sets), idx))
+    md = table(rows)
+    (out / "convergence.md").write_text(md + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

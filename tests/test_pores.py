@@ -1,0 +1,59 @@
+"""pores.csv: raster areas of the pores between triangulated solids, against exact areas."""
+
+import numpy as np
+
+from solver.pores import N_PIXELS, initial_pores, pore_areas, uncovered, write_pores_csv
+
+W = H = 16e-6
+
+
+def _rect_tris(x0, y0, x1, y1):
+    return np.array([[[x0, y0], [x1, y0], [x1, y1]], [[x0, y0], [x1, y1], [x0, y1]]])
+
+
+def _solid_with_holes(holes):
+    """Triangles covering the box except the axis-aligned rectangles `holes` (a grid of cells)."""
+    xs = sorted({0.0, W, *[h[0] for h in holes], *[h[2] for h in holes]})
+    ys = sorted({0.0, H, *[h[1] for h in holes], *[h[3] for h in holes]})
+    tris = []
+    for i in range(len(xs) - 1):
+        for j in range(len(ys) - 1):
+            cx, cy = 0.5 * (xs[i] + xs[i + 1]), 0.5 * (ys[j] + ys[j + 1])
+            if any(h[0] < cx < h[2] and h[1] < cy < h[3] for h in holes):
+                continue
+            tris.append(_rect_tris(xs[i], ys[j], xs[i + 1], ys[j + 1]))
+    return np.concatenate(tris)
+
+
+def test_two_pores_areas_and_shrinkage(tmp_path):
+    h1 = (2e-6, 2e-6, 6e-6, 5e-6)  # 12 um^2
+    h2 = (9e-6, 9e-6, 14e-6, 14e-6)  # 25 um^2
+    t0 = _solid_with_holes([h1, h2])
+    pix = W / N_PIXELS
+    m0 = uncovered(t0, W, H)
+    lab, n = initial_pores(m0)
+    assert n == 2
+    a = np.sort(np.bincount(lab.ravel())[1:] * pix * pix)
+    np.testing.assert_allclose(a, [12e-12, 25e-12], rtol=0.02)
+    # the second pore is half filled (its lower half), the first closes completely
+    h2_half = (9e-6, 11.5e-6, 14e-6, 14e-6)
+    t1 = _solid_with_holes([h2_half])
+    a1 = pore_areas(lab, n, uncovered(t1, W, H)) * pix * pix
+    big = int(np.argmax(np.bincount(lab.ravel())[1:]))
+    np.testing.assert_allclose(a1[big], 12.5e-12, rtol=0.03)
+    assert a1[1 - big] == 0.0
+
+    (tmp_path / "fields").mkdir()
+    for name, t in (("snapshot_cycle000_initial", t0), ("snapshot_cycle001_lithiated", t1)):
+        np.savez(tmp_path / "fields" / f"{name}.npz", tri=t, width=W, height=H)
+    path = write_pores_csv(tmp_path)
+    rows = path.read_text().splitlines()
+    assert rows[0] == "cycle,state,pore,initial_area_m2,area_m2,relative_area,porosity"
+    last = [r.split(",") for r in rows[1:] if r.startswith("1,lithiated")]
+    rel = sorted(float(r[5]) for r in last)
+    assert rel[0] == 0.0 and abs(rel[1] - 0.5) < 0.03
+    assert abs(float(last[0][6]) - 12.5e-12 / (W * H)) < 0.03 * 12.5e-12 / (W * H)
+
+
+def test_no_initial_snapshot_gives_none(tmp_path):
+    assert write_pores_csv(tmp_path) is None
