@@ -7,7 +7,8 @@ assembles. Each iteration:
    ||b|| <= max(atol, rtol ||b_0||);
 2. solve A δ = -b (MUMPS LU by default; the solve is checked and refactorised from scratch when
    inaccurate or when A's sparsity pattern grew in place); if δ is not a descent direction
-   (b·δ >= 0), re-assemble once with the contact Hessian projected onto the PSD cone
+   (b·δ >= 0), re-assemble once with the contact Hessian and the material tangent (point by point)
+   projected onto the PSD cone
    (system.set_hessian_projection(True) or system.contact.project_hessian = True), and if that
    fails too, use -b;
 3. α_0 = 1, or 0.9 × the collision-free step from continuous collision detection when that is
@@ -190,8 +191,8 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
         if not (math.isfinite(slope) and math.isfinite(dnorm)):
             return done(False, it, "non-finite Newton direction (singular tangent?)")
         if slope >= 0 and _set_projection(system, True):
-            # indefinite tangent: re-assemble with the PSD-projected contact Hessian for this step
-            say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); projected contact Hessian")
+            # indefinite tangent: re-assemble with the PSD-projected Hessian (contact and material) for this step
+            say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); projected Hessian")
             try:
                 b, A = system.assemble(u.x.array)
             finally:
