@@ -218,12 +218,19 @@ class Solver(_Strict):
     max_iterations: int = Field(40, ge=1, le=500, description="Newton iterations per step")
     dt_initial: PosFloat = Field(60.0, description="first time step [s]")
     dt_min: PosFloat = Field(1e-3, description="smallest time step before giving up [s]")
+    stall_steps: int = Field(100, ge=2, le=100000, description="the run fails as stalled when this many consecutive "
+                                                               "steps together cover less than stall_fraction of their "
+                                                               "protocol step")
+    stall_fraction: float = Field(0.01, ge=0, lt=1, description="see stall_steps (0 disables the check) [-]")
     dt_max: PosFloat = Field(3600.0, description="largest time step [s]")
     max_theta_increment: Fraction = Field(0.05, description="largest change of theta per step [-]")
     max_creep_increment: PosFloat = Field(0.02, description="largest equivalent creep strain increment per step [-]")
     creep_increment_quantile: float = Field(0.99, gt=0, le=1, description="the bound holds for this quantile of "
                                             "the quadrature points (1 = every point; hot spots above it are left "
                                             "to backward Euler's stability) [-]")
+    newton_continuations: int = Field(0, ge=0, le=20, description="when Newton reaches max_iterations, go on from its "
+                                                              "last iterate this many times before cutting the step "
+                                                              "(elastic snap-through between jammed particles)")
     max_cutbacks: int = Field(8, ge=0, le=40, description="halvings of a failing step before the run fails")
     growth: float = Field(1.5, gt=1, le=10, description="step growth factor after an easy step")
     easy_iterations: int = Field(12, ge=0, le=500, description="a step that took at most this many Newton "

@@ -390,6 +390,18 @@ class Stepper:
         else:
             mech.u.x.array[:] = u_old
 
+    def _check_stall(self, seg, dt: float) -> None:
+        """A contact state the mechanics cannot get past shows as ever smaller steps that still
+        converge; end it as a failure instead of crawling on for days."""
+        s = self.cfg.solver
+        recent = self._recent_dt = (getattr(self, "_recent_dt", []) + [dt])[-s.stall_steps:]
+        if (s.stall_fraction > 0 and len(recent) == s.stall_steps and seg.t1 > seg.t0
+                and sum(recent) < s.stall_fraction * (seg.t1 - seg.t0)):
+            raise SolverFailure(f"stalled at t = {self.t + dt:.6g} s (cycle {seg.cycle}, '{seg.step.text}', "
+                                f"theta = {seg.theta(self.t + dt):.4f}): the last {s.stall_steps} steps covered "
+                                f"{sum(recent):.3g} s, less than {s.stall_fraction:g} of the step's "
+                                f"{seg.t1 - seg.t0:.3g} s (a contact state the mechanics cannot get past?)")
+
     def _relax_proximal(self) -> int:
         """Proximal-point relaxation: while the proximal energy is not negligible against the
         stored energy, re-solve the same step (same internal variables) anchored at the current
@@ -420,6 +432,7 @@ class Stepper:
         cut = 0
         if self.t <= seg.t0 + 1e-9 * max(1.0, seg.t1):
             self.du_prev = None  # no predictor across a protocol boundary
+            self._recent_dt = []
         while self.t < seg.t1 - 1e-9 * max(1.0, seg.t1):
             dt = min(self.dt, s.dt_max, seg.t1 - self.t)
             if rate > 0:
@@ -432,6 +445,15 @@ class Stepper:
             u_old = mech.u.x.array.copy()
             self._predict(u_old, dt)
             info = self.solve()
+            for _ in range(s.newton_continuations):
+                # an iteration limit is not a divergence: the minimiser only ever lowers the energy,
+                # so go on from where it stopped (same dt) before cutting the step
+                if info.converged or not info.reason.startswith("no convergence"):
+                    break
+                self.newton_total += info.iterations
+                if s.log_newton:
+                    self.log(f"  continuing the minimisation (dt = {dt:.3g} s): {info.reason}")
+                info = self.solve()
             self.newton_total += info.iterations
             ok = info.converged
             dmax = mech.max_creep_increment() if ok else 0.0
@@ -454,6 +476,7 @@ class Stepper:
                 continue
             self.newton_total += self._relax_proximal()
             self.du_prev, self.dt_prev = mech.u.x.array - u_old, dt
+            self._check_stall(seg, dt)
             mech.commit()
             self.t = t_new
             self.steps += 1

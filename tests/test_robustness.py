@@ -135,6 +135,20 @@ def test_solver_failure_exit_code_and_summary(tmp_path):
     assert (out / "timeseries.csv").exists() and (out / "config.toml").exists()
 
 
+def test_stalled_run_fails_cleanly(tmp_path):
+    """Steps that keep converging but stay tiny (a contact state the mechanics cannot get past)
+    end the run as failed, with the reason and the cycle reached, instead of crawling on."""
+    out = tmp_path / "stall"
+    rc, _, err = run_cli(["run", str(BASE), "-o", str(out)] + SMALL_BLOCK + [
+        "--set", 'cycling.protocol=["Lithiate at 1C"]', "--set", "cycling.cycles=1",
+        "--set", "solver.dt_initial=1", "--set", "solver.dt_max=1",
+        "--set", "solver.stall_steps=10", "--set", "solver.stall_fraction=0.5"])
+    assert rc == 3, err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "failed" and "stalled" in s["reason"] and "cycle 1" in s["reason"]
+    assert s["cycle_reached"] == 1 and s["steps"] == 9  # the 10th step completes the stall window
+
+
 # ---------------------------------------------------------------------------------- checkpoints
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
     args = [str(BASE)] + SMALL_BLOCK + ["--set", "cycling.cycles=4", "--set", "solver.checkpoint_every=7",
