@@ -113,12 +113,14 @@ def make_plots(folder) -> list[Path]:
 
 
 def pore_plot(folder, plt) -> list[Path]:
-    """plots/pores_vs_cycle.png: relative area of each pore at the lithiated and delithiated states
-    (pores.csv, rewritten here from the snapshots)."""
+    """plots/pores_vs_cycle.png: relative area of each pore at the lithiated and delithiated states,
+    from pores.csv (written by the run; made from the snapshots here only when it is missing)."""
     from .pores import write_pores_csv
 
     folder = Path(folder)
-    path = write_pores_csv(folder)
+    path = folder / "pores.csv"
+    if not path.exists():
+        path = write_pores_csv(folder)
     rows = CSVTable.read(path) if path else []
     rows = [r for r in rows if r["state"] in ("lithiated", "delithiated")]
     if not rows:

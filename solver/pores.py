@@ -44,12 +44,19 @@ def initial_pores(mask0: np.ndarray, min_pixels: int = 4):
     return remap[lab], len(keep)
 
 
-def pore_areas(labels0: np.ndarray, npores: int, mask: np.ndarray) -> np.ndarray:
-    """Pixel count per initial pore (index 0..npores-1) of the uncovered raster `mask`."""
+def nearest_pore(labels0: np.ndarray) -> np.ndarray:
+    """Label of the nearest initial pore pixel, at every pixel."""
     from scipy import ndimage
 
     _, idx = ndimage.distance_transform_edt(labels0 == 0, return_indices=True)
-    nearest = labels0[idx[0], idx[1]]  # label of the nearest initial pore pixel, everywhere
+    return labels0[idx[0], idx[1]]
+
+
+def pore_areas(labels0: np.ndarray, npores: int, mask: np.ndarray, nearest: np.ndarray | None = None) -> np.ndarray:
+    """Pixel count per initial pore (index 0..npores-1) of the uncovered raster `mask`
+    (`nearest`: nearest_pore(labels0), when the caller keeps it for several rasters)."""
+    if nearest is None:
+        nearest = nearest_pore(labels0)
     return np.bincount(nearest[mask], minlength=npores + 1)[1:]
 
 
@@ -68,13 +75,14 @@ def write_pores_csv(folder: str | Path) -> Path | None:
     labels0, npores = initial_pores(m0)
     pix = (W / m0.shape[1]) * (H / m0.shape[0])
     a0 = np.bincount(labels0.ravel(), minlength=npores + 1)[1:]
+    nearest = nearest_pore(labels0)  # one distance transform for all snapshots
     rows = []
     snaps = sorted(folder.glob("fields/snapshot_cycle*_*.npz"))
     for s in snaps:
         name = s.stem[len("snapshot_cycle"):]
         cyc, state = int(name[:3]), name[4:]
         z = np.load(s)
-        a = pore_areas(labels0, npores, uncovered(z["tri"], W, H)) if s != f0 else a0
+        a = pore_areas(labels0, npores, uncovered(z["tri"], W, H), nearest) if s != f0 else a0
         for i in range(npores):
             rows.append({"cycle": cyc, "state": state, "pore": i + 1, "initial_area_m2": a0[i] * pix,
                          "area_m2": a[i] * pix, "relative_area": a[i] / a0[i] if a0[i] else 0.0,

@@ -300,10 +300,11 @@ class Mechanics:
         self.J_q = F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0]
 
     def max_creep_increment(self) -> float:
-        """Creep increment of the step at the `creep_increment_quantile` (default 0.99; 1 = the largest)
-        among points that keep at least half of their trial stress. Points that relax (nearly) completely within the step (stress concentrations at
-        point contacts with a high exponent) are resolved by backward Euler's stability, not by
-        the step size, and do not limit it."""
+        """Creep increment of the step at the `creep_increment_quantile` (default 0.99; 1 = the
+        largest) among points that keep at least half of their trial stress. Points that relax
+        (nearly) completely within the step (stress concentrations at point contacts with a high
+        exponent) are resolved by backward Euler's stability, not by the step size, and do not
+        limit it."""
         F, r = self._update(self.u.x.array, tangent=False)
         m = r.ratio >= 0.5 if r.ratio is not None else slice(None)
         d = np.asarray(r.deps[m], dtype=float).ravel()
@@ -370,6 +371,7 @@ class Stepper:
         self.steps = 0
         self.newton_total = 0
         self.rejected = {"newton": 0, "creep_increment": 0}  # steps redone with a shorter dt, by cause
+        self._recent_dt: list[float] = []  # accepted steps of the current protocol step (stall check)
         self.seg_index = 0
         self.du_prev, self.dt_prev = None, 1.0
 
@@ -394,7 +396,7 @@ class Stepper:
         """A contact state the mechanics cannot get past shows as ever smaller steps that still
         converge; end it as a failure instead of crawling on for days."""
         s = self.cfg.solver
-        recent = self._recent_dt = (getattr(self, "_recent_dt", []) + [dt])[-s.stall_steps:]
+        recent = self._recent_dt = (self._recent_dt + [dt])[-s.stall_steps:]
         if (s.stall_fraction > 0 and len(recent) == s.stall_steps and seg.t1 > seg.t0
                 and sum(recent) < s.stall_fraction * (seg.t1 - seg.t0)):
             raise SolverFailure(f"stalled at t = {self.t + dt:.6g} s (cycle {seg.cycle}, '{seg.step.text}', "
