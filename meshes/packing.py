@@ -16,8 +16,9 @@ Public interface
 
 Algorithm of ``pack_random``
 ----------------------------
-1. *Sizes.*  For each solid phase (in sorted name order, so the result does not depend on
-   the order of the dictionary) diameters are drawn from a lognormal distribution with the
+1. *Sizes.*  For each solid phase (coarsest first: sorted by mean diameter, then fraction, cv
+   and name, so the result does not depend on the order of the dictionary, and a control that
+   only renames a phase -- LCO or FeS in place of Se -- gets the very same packing) diameters are drawn from a lognormal distribution with the
    requested mean ``m`` and coefficient of variation ``cv`` (``sigma^2 = ln(1 + cv^2)``,
    ``mu = ln m - sigma^2/2``), truncated to ``mu ± 3 sigma`` in log space and to at most half
    of the smaller box side (draws outside are redrawn).  Particles are drawn until the sum of
@@ -516,7 +517,7 @@ class _Packer:
 
 
 def pack_random(width: float, height: float, fractions: dict[str, float], size: dict[str, tuple[float, float]],
-                min_gap: float, seed: int, *, max_seconds: float = 60.0) -> list[Circle]:
+                min_gap: float, seed: int, *, max_seconds: float = 300.0) -> list[Circle]:
     """Dense random periodic packing of polydisperse circles; see the module docstring.
 
     ``fractions``: target area fraction per solid phase (pores are the rest);
@@ -540,7 +541,7 @@ def pack_random(width: float, height: float, fractions: dict[str, float], size: 
         raise PackingError(f"max_seconds must be positive (got {max_seconds!r})")
     if not fractions:
         raise PackingError("no solid phase given in fractions")
-    phases = sorted(fractions)
+    phases = list(fractions)
     total = 0.0
     sizes, targets = {}, {}
     for p in phases:
@@ -569,6 +570,7 @@ def pack_random(width: float, height: float, fractions: dict[str, float], size: 
     if total <= 0.0:
         raise PackingError("all solid fractions are zero")
 
+    phases.sort(key=lambda p: (-sizes[p][0], -targets[p], sizes[p][1], p))  # names only break ties
     U = 0.5 * min(m for m, _ in sizes.values())  # internal length unit
     W, H, g = width / U, height / U, min_gap / U
     rng = np.random.default_rng(seed)

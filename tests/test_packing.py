@@ -123,6 +123,16 @@ def test_deterministic_same_seed():
     assert a == b  # independent of the order of the phases in the dictionary
 
 
+def test_renamed_phase_gets_the_same_packing():
+    """A control that swaps the active material (LCO, FeS for Se) keeps the geometry."""
+    ref = pack_random(16e-6, 16e-6, {"Se": 0.356, "MSe": 0.397}, {"Se": (2.5e-6, 0.3), "MSe": (6e-6, 0.3)}, 0.2e-6, 1)
+    for name in ("LCO", "FeS", "Zz"):
+        other = pack_random(16e-6, 16e-6, {name: 0.356, "MSe": 0.397}, {name: (2.5e-6, 0.3), "MSe": (6e-6, 0.3)},
+                            0.2e-6, 1)
+        assert [(c.x, c.y, c.r) for c in other] == [(c.x, c.y, c.r) for c in ref]
+        assert [c.phase for c in other] == [name if c.phase == "Se" else c.phase for c in ref]
+
+
 def test_different_seeds_differ():
     assert baseline(1) != baseline(2)
     assert {(c.x, c.y) for c in baseline(1)}.isdisjoint({(c.x, c.y) for c in baseline(2)})
