@@ -8,7 +8,8 @@ sigma_ref held at its config value (100 MPa) and n from the paper's Fig. 5b (Li-
 Search: a log-spaced grid over each parameter (a product grid when several are given), then
 `--refine` rounds that shrink the range around the best point by `--shrink` (in log space) and
 grid again. Every evaluation is a `creep-cathode run` of CONFIG with the `--set` overrides;
-failed runs score +inf.
+failed runs score +inf. A finished evaluation (OUT/evals/*/eval.json: same config, same
+overrides) is reused, so a grid can be widened or refined without re-running its old points.
 
 Objective: root-mean-square relative error over the paper's numbers that the run produces
 (solver.plots.PAPER: contact ratios and mean von Mises per phase at the lithiated state of
@@ -31,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -84,28 +87,54 @@ def log_grid(lo: float, hi: float, n: int) -> list[float]:
     return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
 
 
+_FOLDER_LOCK = threading.Lock()
+
+
+def _eval_folder(out: Path, key: dict) -> tuple[Path, dict | None]:
+    """A finished evaluation with this key (config, overrides) to reuse, or a fresh folder."""
+    with _FOLDER_LOCK:
+        evals = out / "evals"
+        evals.mkdir(parents=True, exist_ok=True)
+        for rec in sorted(evals.glob("eval_*/eval.json")):
+            done = json.loads(rec.read_text())
+            if done.get("key") == key:
+                return rec.parent, done
+        k = 0
+        while (evals / f"eval_{k:03d}").exists():
+            k += 1
+        folder = evals / f"eval_{k:03d}"
+        folder.mkdir()
+        return folder, None
+
+
 def evaluate(config: str, out: Path, idx: int, values: dict, sets: list[str], cycles: int) -> dict:
-    folder = out / "evals" / f"eval_{idx:03d}"
+    values = {k: float(f"{v:.6g}") for k, v in values.items()}  # what the run is given
+    overrides = list(sets) + [f"{k}={v:.6g}" for k, v in values.items()]
+    key = {"config": config, "overrides": overrides}
+    folder, done = _eval_folder(out, key)  # finished before (same config and overrides): reuse it
     cmd = [str(ROOT / ".venv" / "bin" / "creep-cathode") if (ROOT / ".venv").exists() else "creep-cathode",
            "run", config, "-o", str(folder)]
-    for s in sets:
+    for s in overrides:
         cmd += ["--set", s]
-    for k, v in values.items():
-        cmd += ["--set", f"{k}={v:.6g}"]
-    t0 = time.perf_counter()
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    row = {"eval": idx, **values, "status": "completed" if proc.returncode == 0 else f"failed ({proc.returncode})",
+    if done:
+        rc, wall, tail = 0, done["wall_s"], ["(reused)"]
+    else:
+        t0 = time.perf_counter()
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        rc, wall = proc.returncode, time.perf_counter() - t0
+        tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+        if rc == 0:
+            (folder / "eval.json").write_text(json.dumps({"key": key, "wall_s": round(wall, 1)}))
+    row = {"eval": idx, **values, "status": "completed" if rc == 0 else f"failed ({rc})",
            "wall_s": round(wall, 1), "folder": str(folder)}
     J, detail = math.inf, {}
-    if proc.returncode == 0:
+    if rc == 0:
         J, detail = objective(CSVTable.read(folder / "cycles.csv"), cycles)
     for name, d in detail.items():
         row[name] = d["ours"]
     row["J"] = J
     row["_detail"] = detail
-    tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
     print(f"[{idx:3d}] {values}  J = {J:.4g}  {row['status']}  {wall:.0f} s  {tail[0][:100]}", flush=True)
     return row
 

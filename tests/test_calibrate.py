@@ -1,0 +1,46 @@
+"""scripts/calibrate.py: the objective against the paper's Fig. 4 numbers, and reuse of finished runs."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("calibrate", ROOT / "scripts" / "calibrate.py")
+calibrate = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(calibrate)
+
+
+def _row(cycle, **v):
+    return {"cycle": cycle, "state": "lithiated", **v}
+
+
+def test_objective_is_zero_at_the_paper_and_rms_otherwise():
+    paper = {1: dict(contact_Se_Se=0.705, contact_MSe_Se=0.670, vm_mean_Se_Pa=0.099e9, vm_mean_MSe_Pa=0.171e9),
+             20: dict(contact_Se_Se=0.844, contact_MSe_Se=0.795, vm_mean_Se_Pa=0.067e9, vm_mean_MSe_Pa=0.156e9)}
+    rows = [_row(c, contact_Se_MSe=0.3, **v) for c, v in paper.items()]  # Se boundary: not the paper's
+    J, detail = calibrate.objective(rows, 20)
+    assert J == 0.0 and len(detail) == 8
+    assert "contact_Se_MSe@1" not in detail and "contact_MSe_Se@1" in detail
+    off = [_row(c, **{k: 1.1 * x for k, x in v.items()}) for c, v in paper.items()]  # every number 10 % high
+    assert math.isclose(calibrate.objective(off, 20)[0], 0.1, rel_tol=1e-12)
+    assert calibrate.objective(off[:1], 1)[1].keys() == {f"{k}@1" for k in paper[1]}  # one cycle: its 4 targets
+
+
+def test_paper_se_mse_ratio_cannot_be_on_the_se_boundary():
+    """Se -> Se + Se -> MSe <= 100 %: the paper's Se-Se and Se-MSe add up to more, so Se-MSe is MSe -> Se."""
+    P = calibrate.PAPER
+    for c in (1, 20):
+        assert P["contact_Se_Se"][c] + P["contact_MSe_Se"][c] > 1.0
+    assert "contact_Se_MSe" not in P
+
+
+def test_finished_evaluation_is_reused(tmp_path):
+    key = {"config": "c.toml", "overrides": ["materials.Se.creep.A=1.5e-07"]}
+    f0, done = calibrate._eval_folder(tmp_path, key)
+    assert done is None and f0.name == "eval_000"
+    (f0 / "eval.json").write_text(json.dumps({"key": key, "wall_s": 12.0}))
+    f1, done = calibrate._eval_folder(tmp_path, {"config": "c.toml", "overrides": ["materials.Se.creep.A=3e-07"]})
+    assert done is None and f1.name == "eval_001"  # a new point never overwrites an old folder
+    again, done = calibrate._eval_folder(tmp_path, key)
+    assert again == f0 and done["wall_s"] == 12.0
