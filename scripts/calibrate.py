@@ -21,11 +21,11 @@ Writes OUT/calibration.csv (one row per evaluation: parameters, metrics, J, stat
 and OUT/calibration.json (targets, best parameters, J, the per-target errors and the command),
 and keeps each evaluation's run folder under OUT/evals/.
 
-Example (what configs/se_mse.toml records; about 15 minutes on 2 cores):
+Example (what configs/se_mse.toml records: full 20-cycle runs, about 15 minutes per point with
+two at a time on 2 cores; docs/calibration/README.md):
 
-    .venv/bin/python scripts/calibrate.py configs/se_mse.toml -o runs/calibrate \\
-        --param materials.Se.creep.A=1e-7:1e-3 --points 5 --refine 1 --jobs 2 \\
-        --set cycling.cycles=1
+    .venv/bin/python scripts/calibrate.py configs/se_mse.toml -o runs/calibrate20 \\
+        --param materials.Se.creep.A=3.75e-8:6e-7 --points 5 --refine 0 --jobs 2
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ ROWS = [  # (label, our column, paper key, scale, unit)
     ("mean von Mises, Se", "vm_mean_Se_Pa", "vm_mean_Se_Pa", 1e-9, "GPa"),
     ("mean von Mises, MSe", "vm_mean_MSe_Pa", "vm_mean_MSe_Pa", 1e-9, "GPa"),
     ("peak von Mises, Se", "vm_max_Se_Pa", None, 1e-9, "GPa"),
+    ("peak von Mises, MSe", "vm_max_MSe_Pa", None, 1e-9, "GPa"),
     ("porosity", "porosity", None, 100, "%"),
     ("LCO-LCO contact ratio", "contact_LCO_LCO", "contact_LCO_LCO", 100, "%"),
     ("LCO-MSe contact ratio (LCO boundary)", "contact_LCO_MSe", None, 100, "%"),
@@ -35,6 +36,7 @@ ROWS = [  # (label, our column, paper key, scale, unit)
     ("mean von Mises, LCO", "vm_mean_LCO_Pa", None, 1e-9, "GPa"),
     ("FeS-FeS contact ratio", "contact_FeS_FeS", None, 100, "%"),
     ("FeS-MSe contact ratio (FeS boundary)", "contact_FeS_MSe", None, 100, "%"),
+    ("FeS-MSe contact ratio (MSe boundary)", "contact_MSe_FeS", None, 100, "%"),
     ("mean von Mises, FeS", "vm_mean_FeS_Pa", None, 1e-9, "GPa"),
     ("peak von Mises, FeS", "vm_max_FeS_Pa", None, 1e-9, "GPa"),
 ]

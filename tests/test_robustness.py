@@ -127,8 +127,8 @@ def test_solver_failure_exit_code_and_summary(tmp_path):
     """A step that cannot converge ends the run as failed (exit 3) and keeps what was written."""
     out = tmp_path / "fail"
     rc, _, err = run_cli(["run", str(BASE), "-o", str(out)] + SMALL_BLOCK + [
-        "--set", "solver.max_iterations=1", "--set", "solver.max_cutbacks=1", "--set", "solver.dt_min=100",
-        "--set", "solver.dt_initial=3600"])
+        "--set", "solver.max_iterations=1", "--set", "solver.newton_continuations=0", "--set", "solver.max_cutbacks=1",
+        "--set", "solver.dt_min=100", "--set", "solver.dt_initial=3600"])
     assert rc == 3, err
     s = json.loads((out / "summary.json").read_text())
     assert s["status"] == "failed" and "failed" in s["reason"]
