@@ -18,9 +18,9 @@ Algorithm of ``pack_random``
 ----------------------------
 1. *Sizes.*  For each solid phase (coarsest first: sorted by mean diameter, then fraction, cv
    and name, so the result does not depend on the order of the dictionary, and a control that
-   only renames a phase -- LCO or FeS in place of Se -- gets the very same packing) diameters are drawn from a lognormal distribution with the
-   requested mean ``m`` and coefficient of variation ``cv`` (``sigma^2 = ln(1 + cv^2)``,
-   ``mu = ln m - sigma^2/2``), truncated to ``mu ± 3 sigma`` in log space and to at most half
+   only renames a phase -- LCO or FeS in place of Se -- gets the very same packing) diameters
+   are drawn from a lognormal distribution with the requested mean ``m`` and coefficient of
+   variation ``cv`` (``sigma^2 = ln(1 + cv^2)``, ``mu = ln m - sigma^2/2``), truncated to ``mu ± 3 sigma`` in log space and to at most half
    of the smaller box side (draws outside are redrawn).  Particles are drawn until the sum of
    their areas reaches the phase's target area ``f W H``; the last particle is kept or dropped,
    whichever is closer, and then all radii of the phase are rescaled by one common factor
