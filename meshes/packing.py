@@ -20,11 +20,12 @@ Algorithm of ``pack_random``
    and name, so the result does not depend on the order of the dictionary, and a control that
    only renames a phase -- LCO or FeS in place of Se -- gets the very same packing) diameters
    are drawn from a lognormal distribution with the requested mean ``m`` and coefficient of
-   variation ``cv`` (``sigma^2 = ln(1 + cv^2)``, ``mu = ln m - sigma^2/2``), truncated to ``mu ± 3 sigma`` in log space and to at most half
-   of the smaller box side (draws outside are redrawn).  Particles are drawn until the sum of
-   their areas reaches the phase's target area ``f W H``; the last particle is kept or dropped,
-   whichever is closer, and then all radii of the phase are rescaled by one common factor
-   (typically within ±2 %) so that the sum of the disk areas equals ``f W H`` to rounding.
+   variation ``cv`` (``sigma^2 = ln(1 + cv^2)``, ``mu = ln m - sigma^2/2``), truncated to
+   ``mu ± 3 sigma`` in log space and to at most half of the smaller box side (draws outside are
+   redrawn).  Particles are drawn until the sum of their areas reaches the phase's target area
+   ``f W H``; the last particle is kept or dropped, whichever is closer, and then all radii of
+   the phase are rescaled by one common factor (typically within ±2 %) so that the sum of the
+   disk areas equals ``f W H`` to rounding.
 
 2. *Feasibility.*  The effective solid fraction seen by the packer is that of the disks
    inflated by half the gap, ``phi_eff = sum pi (r + g/2)^2 / (W H)`` (≈ ``phi (1 + g/d)^2``).
