@@ -371,7 +371,7 @@ class Stepper:
         self.steps = 0
         self.newton_total = 0
         self.rejected = {"newton": 0, "creep_increment": 0}  # steps redone with a shorter dt, by cause
-        self._recent_dt: list[float] = []  # accepted steps of the current protocol step (stall check)
+        self.recent_dt: list[float] = []  # accepted steps of the current protocol step (stall check)
         self.seg_index = 0
         self.du_prev, self.dt_prev = None, 1.0
 
@@ -396,7 +396,7 @@ class Stepper:
         """A contact state the mechanics cannot get past shows as ever smaller steps that still
         converge; end it as a failure instead of crawling on for days."""
         s = self.cfg.solver
-        recent = self._recent_dt = (self._recent_dt + [dt])[-s.stall_steps:]
+        recent = self.recent_dt = (self.recent_dt + [dt])[-s.stall_steps:]
         if (s.stall_fraction > 0 and len(recent) == s.stall_steps and seg.t1 > seg.t0
                 and sum(recent) < s.stall_fraction * (seg.t1 - seg.t0)):
             raise SolverFailure(f"stalled at t = {self.t + dt:.6g} s (cycle {seg.cycle}, '{seg.step.text}', "
@@ -434,7 +434,7 @@ class Stepper:
         cut = 0
         if self.t <= seg.t0 + 1e-9 * max(1.0, seg.t1):
             self.du_prev = None  # no predictor across a protocol boundary
-            self._recent_dt = []
+            self.recent_dt = []
         while self.t < seg.t1 - 1e-9 * max(1.0, seg.t1):
             dt = min(self.dt, s.dt_max, seg.t1 - self.t)
             if rate > 0:

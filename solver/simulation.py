@@ -226,7 +226,8 @@ class Simulation:
         meta = {"t": st.t, "dt": st.dt, "steps": st.steps, "newton_total": st.newton_total,
                 "segment": next_segment, "theta": self.mech.theta, "config_hash": cfgmod.physics_hash(self.cfg),
                 "ts_rows": len(self.ts.rows), "cyc_rows": len(self.cyc.rows), "last_row": self.last_row,
-                "cycle_rows": self.cycle_rows, "dt_prev": st.dt_prev, "has_prev": st.du_prev is not None}
+                "cycle_rows": self.cycle_rows, "dt_prev": st.dt_prev, "has_prev": st.du_prev is not None,
+                "rejected": dict(st.rejected), "recent_dt": list(st.recent_dt)}
         t0 = time.perf_counter()
         checkpoint.save(self.outdir, self.mech, meta, self.comm, du_prev=st.du_prev)
         self.mech.timers["checkpoint"] = self.mech.timers.get("checkpoint", 0.0) + time.perf_counter() - t0
@@ -258,6 +259,8 @@ class Simulation:
             f.x.scatter_forward()
             st.du_prev, st.dt_prev = f.x.array.copy(), meta["dt_prev"]
         st.t, st.dt, st.steps, st.newton_total = meta["t"], meta["dt"], meta["steps"], meta["newton_total"]
+        st.rejected.update(meta.get("rejected", {}))  # absent in checkpoints written before they were saved
+        st.recent_dt = list(meta.get("recent_dt", []))
         self.last_row, self.cycle_rows = meta["last_row"], meta["cycle_rows"]
         self.mech.set_state(meta["theta"], 0.0)
         self.mech.refresh()
