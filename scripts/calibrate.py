@@ -32,10 +32,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -44,7 +41,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from _runs import finished, run_once  # noqa: E402
 from solver.output import CSVTable, provenance, write_json  # noqa: E402
 from solver.plots import PAPER  # noqa: E402
 
@@ -88,44 +87,30 @@ def log_grid(lo: float, hi: float, n: int) -> list[float]:
 
 
 _FOLDER_LOCK = threading.Lock()
+RECORD = "eval.json"  # what a finished evaluation leaves in its folder (scripts/_runs.py)
 
 
-def _eval_folder(out: Path, key: dict) -> tuple[Path, dict | None]:
-    """A finished evaluation with this key (config, overrides) to reuse, or a fresh folder."""
+def _eval_folder(out: Path, key: dict) -> Path:
+    """The folder of a finished evaluation with this key (config, overrides), or a fresh one."""
     with _FOLDER_LOCK:
         evals = out / "evals"
         evals.mkdir(parents=True, exist_ok=True)
-        for rec in sorted(evals.glob("eval_*/eval.json")):
-            done = json.loads(rec.read_text())
-            if done.get("key") == key:
-                return rec.parent, done
+        for rec in sorted(evals.glob(f"eval_*/{RECORD}")):
+            if finished(rec.parent, RECORD, key):
+                return rec.parent
         k = 0
         while (evals / f"eval_{k:03d}").exists():
             k += 1
         folder = evals / f"eval_{k:03d}"
         folder.mkdir()
-        return folder, None
+        return folder
 
 
 def evaluate(config: str, out: Path, idx: int, values: dict, sets: list[str], cycles: int) -> dict:
     values = {k: float(f"{v:.6g}") for k, v in values.items()}  # what the run is given
     overrides = list(sets) + [f"{k}={v:.6g}" for k, v in values.items()]
-    key = {"config": config, "overrides": overrides}
-    folder, done = _eval_folder(out, key)  # finished before (same config and overrides): reuse it
-    cmd = [str(ROOT / ".venv" / "bin" / "creep-cathode") if (ROOT / ".venv").exists() else "creep-cathode",
-           "run", config, "-o", str(folder)]
-    for s in overrides:
-        cmd += ["--set", s]
-    if done:
-        rc, wall, tail = 0, done["wall_s"], ["(reused)"]
-    else:
-        t0 = time.perf_counter()
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        rc, wall = proc.returncode, time.perf_counter() - t0
-        tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
-        if rc == 0:
-            (folder / "eval.json").write_text(json.dumps({"key": key, "wall_s": round(wall, 1)}))
+    folder = _eval_folder(out, {"config": config, "overrides": overrides})
+    rc, wall, tail = run_once(config, folder, overrides, RECORD)  # reused when it finished before
     row = {"eval": idx, **values, "status": "completed" if rc == 0 else f"failed ({rc})",
            "wall_s": round(wall, 1), "folder": str(folder)}
     J, detail = math.inf, {}
@@ -135,7 +120,7 @@ def evaluate(config: str, out: Path, idx: int, values: dict, sets: list[str], cy
         row[name] = d["ours"]
     row["J"] = J
     row["_detail"] = detail
-    print(f"[{idx:3d}] {values}  J = {J:.4g}  {row['status']}  {wall:.0f} s  {tail[0][:100]}", flush=True)
+    print(f"[{idx:3d}] {values}  J = {J:.4g}  {row['status']}  {wall:.0f} s  {tail[:100]}", flush=True)
     return row
 
 

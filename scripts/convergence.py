@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-EXE = str(ROOT / ".venv" / "bin" / "creep-cathode") if (ROOT / ".venv").exists() else "creep-cathode"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _runs import run_once  # noqa: E402
 
 COMMON = ['cycling.protocol=["Lithiate at 0.1C"]', "cycling.cycles=1", "output.fields=none", "output.plots=false"]
 # (name, overrides): the reference is the default config; dhat is pinned for the mesh series so
@@ -42,6 +41,7 @@ CASES = [
     ("packing seed 3", ["rve.seed=3"]),
     ("RVE 24 um (seed 1)", ["rve.width=24e-6", "rve.height=24e-6"]),
     ("dhat = 37.5 nm, tol = 19 nm", ["contact.dhat=3.75e-8"]),
+    ("mesh h = 0.21 um", ["rve.mesh_size=0.21e-6", "contact.dhat=7.5e-8"]),
 ]
 METRICS = [("contact_Se_Se", "Se-Se %", 100), ("contact_Se_MSe", "Se-MSe %", 100), ("contact_MSe_Se", "MSe-Se %", 100),
            ("contact_Se_any", "Se-any %", 100), ("vm_mean_Se_Pa", "vM Se MPa", 1e-6), ("vm_mean_MSe_Pa", "vM MSe MPa", 1e-6),
@@ -50,19 +50,7 @@ METRICS = [("contact_Se_Se", "Se-Se %", 100), ("contact_Se_MSe", "Se-MSe %", 100
 
 def run_case(config: str, out: Path, i: int, name: str, sets: list[str], extra: list[str]) -> dict:
     folder = out / f"case{i:02d}"
-    cmd = [EXE, "run", config, "-o", str(folder)]
-    for s in COMMON + extra + sets:
-        cmd += ["--set", s]
-    key = {"config": config, "overrides": COMMON + extra + sets}
-    done = folder / "case.json"
-    if done.exists() and json.loads(done.read_text()).get("key") == key:  # finished before: reuse
-        rc, wall = 0, json.loads(done.read_text())["wall_s"]
-    else:
-        t0 = time.perf_counter()
-        rc = subprocess.run(cmd, capture_output=True, text=True).returncode
-        wall = time.perf_counter() - t0
-        if rc == 0:
-            done.write_text(json.dumps({"key": key, "wall_s": wall}))
+    rc, wall, _ = run_once(config, folder, COMMON + extra + sets, "case.json")  # reused when finished before
     row = {"case": name, "status": "completed" if rc == 0 else f"failed ({rc})", "wall_s": wall}
     if rc == 0:
         rows = list(csv.DictReader(open(folder / "cycles.csv")))

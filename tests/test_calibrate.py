@@ -37,10 +37,11 @@ def test_paper_se_mse_ratio_cannot_be_on_the_se_boundary():
 
 def test_finished_evaluation_is_reused(tmp_path):
     key = {"config": "c.toml", "overrides": ["materials.Se.creep.A=1.5e-07"]}
-    f0, done = calibrate._eval_folder(tmp_path, key)
-    assert done is None and f0.name == "eval_000"
+    f0 = calibrate._eval_folder(tmp_path, key)
+    assert f0.name == "eval_000" and not any(f0.iterdir())
     (f0 / "eval.json").write_text(json.dumps({"key": key, "wall_s": 12.0}))
-    f1, done = calibrate._eval_folder(tmp_path, {"config": "c.toml", "overrides": ["materials.Se.creep.A=3e-07"]})
-    assert done is None and f1.name == "eval_001"  # a new point never overwrites an old folder
-    again, done = calibrate._eval_folder(tmp_path, key)
-    assert again == f0 and done["wall_s"] == 12.0
+    f1 = calibrate._eval_folder(tmp_path, {"config": "c.toml", "overrides": ["materials.Se.creep.A=3e-07"]})
+    assert f1.name == "eval_001"  # a new point never overwrites an old folder
+    assert calibrate._eval_folder(tmp_path, key) == f0
+    # the finished run is not launched again (c.toml does not even exist)
+    assert calibrate.run_once("c.toml", f0, key["overrides"], "eval.json") == (0, 12.0, "(reused)")
