@@ -57,3 +57,33 @@ def test_two_pores_areas_and_shrinkage(tmp_path):
 
 def test_no_initial_snapshot_gives_none(tmp_path):
     assert write_pores_csv(tmp_path) is None
+
+
+def _disks(n, centres, r):
+    y, x = np.mgrid[0:n, 0:n]
+    return np.any([(x - cx) ** 2 + (y - cy) ** 2 <= r * r for cx, cy in centres], axis=0)
+
+
+def test_connected_pore_space_is_split_at_throats():
+    # two round pore bodies (r = 60 px) joined by a channel 16 px wide: two pores, split in the
+    # channel, each about a disk plus half the channel
+    n, r = 512, 60
+    m = _disks(n, [(150, 256), (362, 256)], r)
+    m[248:264, 150:362] = True
+    lab, k = initial_pores(m)
+    assert k == 2
+    areas = np.bincount(lab.ravel())[1:]
+    expect = np.pi * r * r + 16 * (106 - r)  # disk + half of the channel outside it
+    np.testing.assert_allclose(areas, [expect, expect], rtol=0.03)
+    assert lab[256, 150] != lab[256, 362]
+
+
+def test_bulges_and_elongated_pores_stay_one_pore():
+    n = 512
+    peanut = _disks(n, [(226, 256), (286, 256)], 60)  # waist 0.87 of the radius: one body
+    slot = np.zeros((n, n), dtype=bool)
+    slot[236:276, 100:412] = True  # 40 x 312 px: a ridge, not a chain of bodies
+    for m in (peanut, slot):
+        lab, k = initial_pores(m)
+        assert k == 1
+        assert (lab > 0).sum() == m.sum()
