@@ -71,13 +71,20 @@ def objective(rows: list[dict], cycles: int) -> tuple[float, dict]:
     return (math.sqrt(sum(errs) / len(errs)) if errs else math.inf), detail
 
 
-def parse_param(spec: str) -> tuple[str, float, float]:
+def parse_param(spec: str) -> tuple[str, float, float, int | None]:
+    """KEY=LO:HI or KEY=LO:HI:N (N grid points for this parameter in the first round)."""
     key, _, rng = spec.partition("=")
-    lo, _, hi = rng.partition(":")
-    lo, hi = float(lo), float(hi)
-    if not (key and 0 < lo < hi):
-        raise SystemExit(f"calibrate: --param {spec!r}: expected KEY=LO:HI with 0 < LO < HI")
-    return key, lo, hi
+    parts = rng.split(":")
+    try:
+        lo, hi = float(parts[0]), float(parts[1])
+        n = int(parts[2]) if len(parts) == 3 else None
+        if len(parts) > 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise SystemExit(f"calibrate: --param {spec!r}: expected KEY=LO:HI or KEY=LO:HI:N") from None
+    if not (key and 0 < lo < hi and (n is None or n >= 1)):
+        raise SystemExit(f"calibrate: --param {spec!r}: expected 0 < LO < HI and N >= 1")
+    return key, lo, hi, n
 
 
 def log_grid(lo: float, hi: float, n: int) -> list[float]:
@@ -128,8 +135,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config")
     ap.add_argument("-o", "--out", required=True)
-    ap.add_argument("--param", action="append", required=True, metavar="KEY=LO:HI",
-                    help="a parameter to fit, searched log-uniformly in [LO, HI]")
+    ap.add_argument("--param", action="append", required=True, metavar="KEY=LO:HI[:N]",
+                    help="a parameter to fit, searched log-uniformly in [LO, HI] (N points: overrides --points)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="fixed override for every evaluation (as for creep-cathode run)")
     ap.add_argument("--points", type=int, default=5, help="grid points per parameter and round")
@@ -148,12 +155,13 @@ def main(argv=None) -> int:
     params = [parse_param(p) for p in a.param]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ranges = {k: (lo, hi) for k, lo, hi in params}
+    ranges = {k: (lo, hi) for k, lo, hi, _ in params}
+    npts = {k: n or a.points for k, _, _, n in params}
     rows: list[dict] = []
     best = None
     t_start = time.perf_counter()
     for rnd in range(a.refine + 1):
-        grids = [log_grid(*ranges[k], a.points if rnd == 0 else a.refine_points) for k, _, _ in params]
+        grids = [log_grid(*ranges[k], npts[k] if rnd == 0 else a.refine_points) for k in ranges]
         points = [dict(zip(ranges, combo)) for combo in itertools.product(*grids)]
         seen = {tuple(r[k] for k in ranges) for r in rows}
         points = [p for p in points if tuple(p.values()) not in seen]
@@ -167,7 +175,7 @@ def main(argv=None) -> int:
         CSVTable(out / "calibration.csv", [{k: r.get(k, "") for k in cols} for r in rows]).flush()
         if not math.isfinite(best["J"]):
             break
-        for k, lo, hi in params:  # shrink each range around the best value, in log space
+        for k in ranges:  # shrink each range around the best value, in log space
             span = math.log(ranges[k][1] / ranges[k][0]) * a.shrink / 2
             b = best[k]
             ranges[k] = (b * math.exp(-span), b * math.exp(span))

@@ -45,3 +45,16 @@ def test_finished_evaluation_is_reused(tmp_path):
     assert calibrate._eval_folder(tmp_path, key) == f0
     # the finished run is not launched again (c.toml does not even exist)
     assert calibrate.run_once("c.toml", f0, key["overrides"], "eval.json") == (0, 12.0, "(reused)")
+
+
+def test_param_spec_with_its_own_number_of_points():
+    assert calibrate.parse_param("materials.Se.creep.A=1e-8:1e-6") == ("materials.Se.creep.A", 1e-8, 1e-6, None)
+    assert calibrate.parse_param("x=2.5e9:3.5e9:2") == ("x", 2.5e9, 3.5e9, 2)
+    for bad in ("x=3:2", "x=1:2:0", "x=1", "x=1:2:3:4"):
+        try:
+            calibrate.parse_param(bad)
+        except SystemExit:
+            continue
+        raise AssertionError(bad)
+    g = calibrate.log_grid(1.875e-8, 7.5e-8, 3)
+    assert [f"{v:.6g}" for v in g] == ["1.875e-08", "3.75e-08", "7.5e-08"]  # the keys of reused runs
