@@ -380,6 +380,8 @@ def physics_hash(cfg: Config) -> str:
     d = to_dict(cfg)
     d.pop("output", None)
     d.get("solver", {}).pop("checkpoint_every", None)
+    for m in d.get("materials", {}).values():  # citations are provenance, not physics
+        m.pop("source", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

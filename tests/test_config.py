@@ -42,6 +42,8 @@ def test_overrides():
     assert physics_hash(cfg) != physics_hash(load_config(BASE))
     # output settings do not change the physics hash
     assert physics_hash(load_config(BASE, ["output.fields=none"])) == physics_hash(load_config(BASE))
+    # a citation is not physics: editing it does not block --resume
+    assert physics_hash(load_config(BASE, ['materials.Se.source="another citation"'])) == physics_hash(load_config(BASE))
 
 
 BAD = [
