@@ -513,7 +513,7 @@ class _Packer:
                     break
             if ok:
                 return self.wrap(X)
-            if reason == "budget" or self.iters >= self.max_iterations:
+            if self.iters >= self.max_iterations:
                 raise PackingError(f"could not pack the particles within max_iterations = {self.max_iterations} "
                                    f"(effective solid fraction {phi_eff:.3f} with min_gap; {self.restarts + 1} "
                                    f"random starts, last complete one {last}): the request is too dense for "

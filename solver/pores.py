@@ -64,7 +64,7 @@ def initial_pores(mask0: np.ndarray, min_pixels: int = 4, peak_radius: int = 4, 
                                structure=np.ones((3, 3)))
     centres = np.array(ndimage.maximum_position(dt, peaks, index=np.arange(1, npk + 1)), dtype=float)
     radii = dt[tuple(centres.astype(int).T)]
-    ridge = _ridge_peaks(dt, peaks, radii)
+    ridge = _ridge_peaks(dt, centres.astype(int), radii)
     keep = []
     for k in np.argsort(-radii, kind="stable"):  # largest first; drop peaks inside a kept one
         if ridge[k]:
@@ -72,9 +72,9 @@ def initial_pores(mask0: np.ndarray, min_pixels: int = 4, peak_radius: int = 4, 
         if all(np.hypot(*(centres[k] - centres[j])) >= radii[j] for j in keep):
             keep.append(k)
     # every connected region gets at least one marker (its deepest point)
-    markers = np.zeros(mask0.shape, dtype=np.int32)
-    for m, k in enumerate(sorted(keep), start=1):
-        markers[peaks == k + 1] = m
+    lut = np.zeros(npk + 1, dtype=np.int32)
+    lut[np.sort(keep).astype(int) + 1] = np.arange(1, len(keep) + 1)
+    markers = lut[peaks]
     regions, nreg = ndimage.label(pore)
     nm = len(keep)
     for r in range(1, nreg + 1):
@@ -90,10 +90,10 @@ def initial_pores(mask0: np.ndarray, min_pixels: int = 4, peak_radius: int = 4, 
     return remap[labels], len(order)
 
 
-def _ridge_peaks(dt: np.ndarray, peaks: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """For each peak: True when its plateau (the connected pixels of the same distance value)
-    touches a higher pixel, i.e. a ridge such as the axis of a uniform channel, not a pore
-    centre."""
+def _ridge_peaks(dt: np.ndarray, centres: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each peak (a pixel `centres[k]` of it, distance `values[k]`): True when its plateau (the
+    connected pixels of the same distance value) touches a higher pixel, i.e. a ridge such as
+    the axis of a uniform channel, not a pore centre."""
     from scipy import ndimage
 
     ridge = np.zeros(len(values), dtype=bool)
@@ -102,8 +102,8 @@ def _ridge_peaks(dt: np.ndarray, peaks: np.ndarray, values: np.ndarray) -> np.nd
         plateaus, _ = ndimage.label(dt == v, structure=eight)
         higher = ndimage.binary_dilation(dt > v, structure=eight)
         bad = np.unique(plateaus[higher & (plateaus > 0)])
-        for k in np.flatnonzero(values == v):
-            ridge[k] = np.isin(plateaus[peaks == k + 1], bad).any()
+        k = np.flatnonzero(values == v)
+        ridge[k] = np.isin(plateaus[centres[k, 0], centres[k, 1]], bad)
     return ridge
 
 
