@@ -17,6 +17,11 @@ cycles 1 and 20, whichever cycles the run reaches):
 
     J = sqrt( mean_k ((ours_k - paper_k) / paper_k)^2 )
 
+Replicates: `--replicate rve.seed=1,2,3` runs every point once per value (other packings, or
+`rve.width=...` for other boxes) and scores the mean of each number over the replicates, so the
+fit is not tuned to one packing. A replicate value equal to the config's own is not passed as an
+override (its run is the plain point's, reused).
+
 Writes OUT/calibration.csv (one row per evaluation: parameters, metrics, J, status, wall time)
 and OUT/calibration.json (targets, best parameters, J, the per-target errors and the command),
 and keeps each evaluation's run folder under OUT/evals/.
@@ -71,6 +76,46 @@ def objective(rows: list[dict], cycles: int) -> tuple[float, dict]:
     return (math.sqrt(sum(errs) / len(errs)) if errs else math.inf), detail
 
 
+def mean_rows(runs: list[list[dict]]) -> list[dict]:
+    """Lithiated rows averaged over replicate runs, cycle by cycle (cycles that every run reached)."""
+    lith = [{int(r["cycle"]): r for r in rows if r.get("state") == "lithiated"} for rows in runs]
+    if not lith or not all(lith):
+        return []
+    out = []
+    for c in sorted(set.intersection(*(set(d) for d in lith))):
+        keys = set.intersection(*(set(d[c]) for d in lith)) - {"cycle", "state"}
+        row = {"cycle": c, "state": "lithiated"}
+        for k in keys:
+            try:
+                row[k] = sum(float(d[c][k]) for d in lith) / len(lith)
+            except (TypeError, ValueError):
+                pass
+        out.append(row)
+    return out
+
+
+def parse_replicate(spec: str | None, cfg: dict) -> list[list[str]]:
+    """KEY=V1,V2,... -> one override list per value ([] where the value is the config's own)."""
+    if not spec:
+        return [[]]
+    key, _, vals = spec.partition("=")
+    values = [v.strip() for v in vals.split(",") if v.strip()]
+    if not key or not values:
+        raise SystemExit(f"calibrate: --replicate {spec!r}: expected KEY=V1,V2,...")
+    own = cfg
+    for part in key.split("."):
+        own = own.get(part) if isinstance(own, dict) else None
+    import tomllib
+    reps = []
+    for v in values:
+        try:
+            same = own is not None and tomllib.loads(f"x = {v}")["x"] == own
+        except tomllib.TOMLDecodeError:
+            same = v == own
+        reps.append([] if same else [f"{key}={v}"])
+    return reps
+
+
 def parse_param(spec: str) -> tuple[str, float, float, int | None]:
     """KEY=LO:HI or KEY=LO:HI:N (N grid points for this parameter in the first round)."""
     key, _, rng = spec.partition("=")
@@ -113,21 +158,29 @@ def _eval_folder(out: Path, key: dict) -> Path:
         return folder
 
 
-def evaluate(config: str, out: Path, idx: int, values: dict, sets: list[str], cycles: int) -> dict:
-    values = {k: float(f"{v:.6g}") for k, v in values.items()}  # what the run is given
-    overrides = list(sets) + [f"{k}={v:.6g}" for k, v in values.items()]
+def run_point(config: str, out: Path, values: dict, sets: list[str], rep: list[str]) -> tuple:
+    """One run of a grid point (one replicate): (exit code, wall s, folder, last line)."""
+    overrides = list(sets) + list(rep) + [f"{k}={v:.6g}" for k, v in values.items()]
     folder = _eval_folder(out, {"config": config, "overrides": overrides})
     rc, wall, tail = run_once(config, folder, overrides, RECORD)  # reused when it finished before
-    row = {"eval": idx, **values, "status": "completed" if rc == 0 else f"failed ({rc})",
-           "wall_s": round(wall, 1), "folder": str(folder)}
+    return rc, wall, folder, tail
+
+
+def score(idx: int, values: dict, runs: list[tuple], cycles: int) -> dict:
+    """The row of a grid point from its replicate runs: mean numbers, J, status."""
+    ok = all(rc == 0 for rc, *_ in runs)
+    bad = [rc for rc, *_ in runs if rc != 0]
+    row = {"eval": idx, **values, "status": "completed" if ok else f"failed ({bad[0]})",
+           "wall_s": round(sum(w for _, w, _, _ in runs), 1), "folder": ";".join(str(f) for _, _, f, _ in runs)}
     J, detail = math.inf, {}
-    if rc == 0:
-        J, detail = objective(CSVTable.read(folder / "cycles.csv"), cycles)
+    if ok:
+        J, detail = objective(mean_rows([CSVTable.read(f / "cycles.csv") for _, _, f, _ in runs]), cycles)
     for name, d in detail.items():
         row[name] = d["ours"]
     row["J"] = J
     row["_detail"] = detail
-    print(f"[{idx:3d}] {values}  J = {J:.4g}  {row['status']}  {wall:.0f} s  {tail[:100]}", flush=True)
+    print(f"[{idx:3d}] {values}  J = {J:.4g}  {row['status']}  {row['wall_s']:.0f} s  "
+          f"{runs[-1][3][:100]}", flush=True)
     return row
 
 
@@ -139,6 +192,8 @@ def main(argv=None) -> int:
                     help="a parameter to fit, searched log-uniformly in [LO, HI] (N points: overrides --points)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="fixed override for every evaluation (as for creep-cathode run)")
+    ap.add_argument("--replicate", default=None, metavar="KEY=V1,V2,...",
+                    help="run each point once per value (e.g. rve.seed=1,2,3) and score the mean numbers")
     ap.add_argument("--points", type=int, default=5, help="grid points per parameter and round")
     ap.add_argument("--refine", type=int, default=1, help="refinement rounds around the best point")
     ap.add_argument("--refine-points", type=int, default=3, help="grid points per parameter in refinement rounds")
@@ -153,6 +208,7 @@ def main(argv=None) -> int:
         if s.startswith("cycling.cycles="):
             cycles = int(s.split("=", 1)[1])
     params = [parse_param(p) for p in a.param]
+    reps = parse_replicate(a.replicate, cfg)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     ranges = {k: (lo, hi) for k, lo, hi, _ in params}
@@ -167,9 +223,9 @@ def main(argv=None) -> int:
         points = [p for p in points if tuple(p.values()) not in seen]
         start = len(rows)
         print(f"round {rnd}: {len(points)} evaluations, ranges {ranges}", flush=True)
-        with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-            rows += list(pool.map(lambda ip: evaluate(a.config, out, start + ip[0], ip[1], a.sets, cycles),
-                                  enumerate(points)))
+        with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:  # every (point, replicate) at once
+            futs = [[pool.submit(run_point, a.config, out, p, a.sets, rep) for rep in reps] for p in points]
+            rows += [score(start + i, p, [f.result() for f in fs], cycles) for i, (p, fs) in enumerate(zip(points, futs))]
         best = min(rows, key=lambda r: r["J"])
         cols = list(dict.fromkeys(k for r in rows for k in r if k != "_detail"))
         CSVTable(out / "calibration.csv", [{k: r.get(k, "") for k in cols} for r in rows]).flush()
@@ -182,6 +238,7 @@ def main(argv=None) -> int:
     result = {
         "config": a.config,
         "fixed_overrides": a.sets,
+        "replicates": [r[0] if r else "(config)" for r in reps],
         "cycles": cycles,
         "objective": "J = sqrt(mean_k ((ours_k - paper_k)/paper_k)^2) over the Fig. 4 numbers (solver.plots.PAPER) "
                      "at the lithiated state of the cycles run",

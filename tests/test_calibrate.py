@@ -58,3 +58,30 @@ def test_param_spec_with_its_own_number_of_points():
         raise AssertionError(bad)
     g = calibrate.log_grid(1.875e-8, 7.5e-8, 3)
     assert [f"{v:.6g}" for v in g] == ["1.875e-08", "3.75e-08", "7.5e-08"]  # the keys of reused runs
+
+
+def test_replicates_are_scored_by_their_mean_numbers():
+    """Two packings 10 % high and 10 % low on every number average to the paper: J = 0."""
+    paper = {c: {k: v[c] for k, v in calibrate.PAPER.items() if k.endswith(("Se_Se", "_Pa"))} for c in (1, 20)}
+    hi = [_row(c, **{k: 1.1 * x for k, x in v.items()}) for c, v in paper.items()]
+    lo = [_row(c, **{k: 0.9 * x for k, x in v.items()}) for c, v in paper.items()]
+    mean = calibrate.mean_rows([hi, lo])
+    assert [r["cycle"] for r in mean] == [1, 20]
+    assert math.isclose(calibrate.objective(hi, 20)[0], 0.1, rel_tol=1e-12)
+    assert calibrate.objective(mean, 20)[0] < 1e-12
+    # a replicate that stopped early: only the cycles every run reached are kept
+    assert [r["cycle"] for r in calibrate.mean_rows([hi, lo[:1]])] == [1]
+    assert calibrate.objective(calibrate.mean_rows([hi, lo[:1]]), 20)[0] == math.inf
+
+
+def test_replicate_equal_to_the_config_is_the_plain_run():
+    cfg = {"rve": {"seed": 1, "width": 16e-6}}
+    assert calibrate.parse_replicate(None, cfg) == [[]]
+    assert calibrate.parse_replicate("rve.seed=1,2,3", cfg) == [[], ["rve.seed=2"], ["rve.seed=3"]]
+    assert calibrate.parse_replicate("rve.width=16e-6,24e-6", cfg) == [[], ["rve.width=24e-6"]]
+    for bad in ("rve.seed=", "=1,2"):
+        try:
+            calibrate.parse_replicate(bad, cfg)
+        except SystemExit:
+            continue
+        raise AssertionError(bad)
