@@ -10,9 +10,15 @@ At a quarter of the area, the pore space of a random disk packing is one connect
 extraction from images (the SNOW algorithm: Gostick, Phys. Rev. E 96, 023307, 2017): the peaks
 of the distance transform of the initial pore space are the pore centres (a peak that lies
 inside the inscribed circle of a larger one is dropped), and a marker-based watershed on the
-distance transform assigns every pore pixel to one centre. At any later state each uncovered
-pixel belongs to the initial pore nearest to it (so a pore that splits while it closes keeps
-one identity, and one that is squeezed shut has area 0).
+distance transform assigns every pore pixel to one centre.
+
+At any later state each uncovered pixel belongs to the nearest initial pore *carried along with
+the particles*: every initial pore pixel moves with the displacement of the nearest mesh vertex
+(the snapshots hold the same triangles, initial and deformed), and a pixel takes the label of the
+nearest moved pore pixel. So a pore keeps its identity while the particles around it shift by
+more than its size, a pore that splits while it closes keeps one identity, and one that is
+squeezed shut has area 0. (Snapshots with other triangles: the nearest initial pore in the fixed
+frame.)
 """
 
 from __future__ import annotations
@@ -172,6 +178,24 @@ def nearest_pore(labels0: np.ndarray) -> np.ndarray:
     return labels0[idx[0], idx[1]]
 
 
+def carried_nearest_pore(labels0: np.ndarray, tri0: np.ndarray, tri: np.ndarray, width: float,
+                         height: float) -> np.ndarray:
+    """Label of the nearest initial pore pixel after each has moved with the displacement of its
+    nearest mesh vertex (tri0 -> tri: the same triangles, initial and deformed), at every pixel."""
+    from scipy.spatial import cKDTree
+
+    ny, nx = labels0.shape
+    v0 = tri0.reshape(-1, 2)
+    u = tri.reshape(-1, 2) - v0
+    iy, ix = np.nonzero(labels0)
+    p = np.column_stack(((ix + 0.5) * width / nx, (iy + 0.5) * height / ny))
+    _, k = cKDTree(v0).query(p)
+    gy, gx = np.mgrid[0:ny, 0:nx]
+    grid = np.column_stack(((gx.ravel() + 0.5) * width / nx, (gy.ravel() + 0.5) * height / ny))
+    _, j = cKDTree(p + u[k]).query(grid)
+    return labels0[iy, ix][j].reshape(ny, nx)
+
+
 def pore_areas(labels0: np.ndarray, npores: int, mask: np.ndarray, nearest: np.ndarray | None = None) -> np.ndarray:
     """Pixel count per initial pore (index 0..npores-1) of the uncovered raster `mask`
     (`nearest`: nearest_pore(labels0), when the caller keeps it for several rasters)."""
@@ -195,14 +219,19 @@ def write_pores_csv(folder: str | Path) -> Path | None:
     labels0, npores = initial_pores(m0)
     pix = (W / m0.shape[1]) * (H / m0.shape[0])
     a0 = np.bincount(labels0.ravel(), minlength=npores + 1)[1:]
-    nearest = nearest_pore(labels0)  # one distance transform for all snapshots
+    nearest = nearest_pore(labels0)  # fixed frame: snapshots with other triangles
     rows = []
     snaps = sorted(folder.glob("fields/snapshot_cycle*_*.npz"))
     for s in snaps:
         name = s.stem[len("snapshot_cycle"):]
         cyc, state = int(name[:3]), name[4:]
         z = np.load(s)
-        a = pore_areas(labels0, npores, uncovered(z["tri"], W, H), nearest) if s != f0 else a0
+        if s == f0:
+            a = a0
+        else:
+            carried = (carried_nearest_pore(labels0, z0["tri"], z["tri"], W, H)
+                       if z["tri"].shape == z0["tri"].shape else nearest)
+            a = pore_areas(labels0, npores, uncovered(z["tri"], W, H), carried)
         for i in range(npores):
             rows.append({"cycle": cyc, "state": state, "pore": i + 1, "initial_area_m2": a0[i] * pix,
                          "area_m2": a[i] * pix, "relative_area": a[i] / a0[i] if a0[i] else 0.0,
