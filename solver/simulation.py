@@ -69,6 +69,8 @@ class Simulation:
 
         cfg = self.cfg
         self.t_start = time.monotonic()
+        self.wall_before, self.resumes = 0.0, 0  # earlier runs of this folder (--resume)
+        self.wall_partial = False
         self.dom = domain.build(cfg.rve, self.comm)
         self.mech = mech = Mechanics(cfg, self.dom, self.comm)
         if cfg.rve.kind != "block" and len(self.dom.bodies) > 1:
@@ -227,7 +229,8 @@ class Simulation:
                 "segment": next_segment, "theta": self.mech.theta, "config_hash": cfgmod.physics_hash(self.cfg),
                 "ts_rows": len(self.ts.rows), "cyc_rows": len(self.cyc.rows), "last_row": self.last_row,
                 "cycle_rows": self.cycle_rows, "dt_prev": st.dt_prev, "has_prev": st.du_prev is not None,
-                "rejected": dict(st.rejected), "recent_dt": list(st.recent_dt)}
+                "rejected": dict(st.rejected), "recent_dt": list(st.recent_dt),
+                "wall_s": self.wall_before + time.monotonic() - self.t_start, "resumes": self.resumes}
         t0 = time.perf_counter()
         checkpoint.save(self.outdir, self.mech, meta, self.comm, du_prev=st.du_prev)
         self.mech.timers["checkpoint"] = self.mech.timers.get("checkpoint", 0.0) + time.perf_counter() - t0
@@ -261,6 +264,11 @@ class Simulation:
         st.t, st.dt, st.steps, st.newton_total = meta["t"], meta["dt"], meta["steps"], meta["newton_total"]
         st.rejected.update(meta.get("rejected", {}))  # absent in checkpoints written before they were saved
         st.recent_dt = list(meta.get("recent_dt", []))
+        # wall time up to the checkpoint (the work after it, redone now, is not counted twice);
+        # unknown in checkpoints written before it was saved: then only this run's is reported
+        self.wall_before = float(meta.get("wall_s", 0.0))
+        self.wall_partial = "wall_s" not in meta
+        self.resumes = int(meta.get("resumes", 0)) + 1
         self.last_row, self.cycle_rows = meta["last_row"], meta["cycle_rows"]
         self.mech.set_state(meta["theta"], 0.0)
         self.mech.refresh()
@@ -273,10 +281,14 @@ class Simulation:
         mech, cfg = self.mech, self.cfg
         if self.fields is not None:
             self.fields.close()
+        wall = time.monotonic() - self.t_start
         summary = {
             "status": status,
             "reason": reason,
-            "wall_time_s": time.monotonic() - self.t_start,
+            "wall_time_s": self.wall_before + wall,  # all runs of the folder
+            "wall_time_this_run_s": wall,
+            "resumes": self.resumes,
+            "wall_time_partial": self.wall_partial,
             "simulated_time_s": self.stepper.t,
             "cycles_completed": max([r["cycle"] for r in self.cycle_rows if r["state"] == "delithiated"] or [0]),
             "cycle_reached": seg.cycle if seg is not None else 0,

@@ -182,6 +182,10 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     # step, Newton and rejection counters carry over the kill (they are in the checkpoint)
     for k in ("steps", "newton_iterations_total", "rejected_steps"):
         assert sb[k] == sa[k], k
+    # wall time: the killed run's time up to its checkpoint plus the resumed run's
+    assert sa["resumes"] == 0 and sb["resumes"] == 1
+    assert sa["wall_time_s"] == sa["wall_time_this_run_s"]
+    assert sb["wall_time_s"] > sb["wall_time_this_run_s"] > 0
     a, b = sa["final"], sb["final"]
     for k, v in a.items():
         if isinstance(v, float):
