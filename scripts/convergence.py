@@ -42,6 +42,7 @@ CASES = [
     ("RVE 24 um (seed 1)", ["rve.width=24e-6", "rve.height=24e-6"]),
     ("dhat = 37.5 nm, tol = 19 nm", ["contact.dhat=3.75e-8"]),
     ("mesh h = 0.21 um", ["rve.mesh_size=0.21e-6", "contact.dhat=7.5e-8"]),
+    ("dhat = 25 nm, tol = 12.5 nm", ["contact.dhat=2.5e-8"]),
 ]
 METRICS = [("contact_Se_Se", "Se-Se %", 100), ("contact_Se_MSe", "Se-MSe %", 100), ("contact_MSe_Se", "MSe-Se %", 100),
            ("contact_Se_any", "Se-any %", 100), ("vm_mean_Se_Pa", "vM Se MPa", 1e-6), ("vm_mean_MSe_Pa", "vM MSe MPa", 1e-6),
