@@ -218,7 +218,8 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     for rnd in range(a.refine + 1):
         grids = [log_grid(*ranges[k], npts[k] if rnd == 0 else a.refine_points) for k in ranges]
-        points = [dict(zip(ranges, combo)) for combo in itertools.product(*grids)]
+        points = [{k: float(f"{v:.6g}") for k, v in zip(ranges, combo)}  # the values the runs are given
+                  for combo in itertools.product(*grids)]
         seen = {tuple(r[k] for k in ranges) for r in rows}
         points = [p for p in points if tuple(p.values()) not in seen]
         start = len(rows)
