@@ -178,27 +178,41 @@ def nearest_pore(labels0: np.ndarray) -> np.ndarray:
     return labels0[idx[0], idx[1]]
 
 
-def carried_nearest_pore(labels0: np.ndarray, tri0: np.ndarray, tri: np.ndarray, width: float,
-                         height: float) -> np.ndarray:
-    """Label of the nearest initial pore pixel after each has moved with the displacement of its
-    nearest mesh vertex (tri0 -> tri: the same triangles, initial and deformed), at every pixel."""
-    from scipy.spatial import cKDTree
+class CarriedPores:
+    """The initial pores carried along with the particles (see the module docstring).
 
-    ny, nx = labels0.shape
-    v0 = tri0.reshape(-1, 2)
-    u = tri.reshape(-1, 2) - v0
-    iy, ix = np.nonzero(labels0)
-    p = np.column_stack(((ix + 0.5) * width / nx, (iy + 0.5) * height / ny))
-    _, k = cKDTree(v0).query(p)
-    gy, gx = np.mgrid[0:ny, 0:nx]
-    grid = np.column_stack(((gx.ravel() + 0.5) * width / nx, (gy.ravel() + 0.5) * height / ny))
-    _, j = cKDTree(p + u[k]).query(grid)
-    return labels0[iy, ix][j].reshape(ny, nx)
+    Built once from the initial snapshot: every initial pore pixel and its nearest mesh vertex.
+    ``labels(tri, mask)``: for a deformed snapshot with the same triangles, the label of the
+    nearest moved pore pixel at each uncovered pixel of ``mask`` (0 elsewhere)."""
+
+    def __init__(self, labels0: np.ndarray, tri0: np.ndarray, width: float, height: float):
+        from scipy.spatial import cKDTree
+
+        self.shape = labels0.shape
+        ny, nx = self.shape
+        self.hx, self.hy = width / nx, height / ny
+        iy, ix = np.nonzero(labels0)
+        self.lab = labels0[iy, ix]
+        self.p = np.column_stack(((ix + 0.5) * self.hx, (iy + 0.5) * self.hy))
+        self.v0 = tri0.reshape(-1, 2)
+        _, self.k = cKDTree(self.v0).query(self.p)
+
+    def labels(self, tri: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        from scipy.spatial import cKDTree
+
+        u = tri.reshape(-1, 2) - self.v0
+        my, mx = np.nonzero(mask)
+        out = np.zeros(self.shape, dtype=self.lab.dtype)
+        if len(my) and len(self.p):
+            _, j = cKDTree(self.p + u[self.k]).query(np.column_stack(((mx + 0.5) * self.hx, (my + 0.5) * self.hy)))
+            out[my, mx] = self.lab[j]
+        return out
 
 
 def pore_areas(labels0: np.ndarray, npores: int, mask: np.ndarray, nearest: np.ndarray | None = None) -> np.ndarray:
     """Pixel count per initial pore (index 0..npores-1) of the uncovered raster `mask`
-    (`nearest`: nearest_pore(labels0), when the caller keeps it for several rasters)."""
+    (`nearest`: the pore label at every pixel of `mask`, e.g. nearest_pore(labels0) kept for
+    several rasters, or CarriedPores.labels; default nearest_pore(labels0))."""
     if nearest is None:
         nearest = nearest_pore(labels0)
     return np.bincount(nearest[mask], minlength=npores + 1)[1:]
@@ -219,7 +233,8 @@ def write_pores_csv(folder: str | Path) -> Path | None:
     labels0, npores = initial_pores(m0)
     pix = (W / m0.shape[1]) * (H / m0.shape[0])
     a0 = np.bincount(labels0.ravel(), minlength=npores + 1)[1:]
-    nearest = nearest_pore(labels0)  # fixed frame: snapshots with other triangles
+    carried = CarriedPores(labels0, z0["tri"], W, H)
+    nearest = None  # fixed frame, for snapshots with other triangles (computed when first needed)
     rows = []
     snaps = sorted(folder.glob("fields/snapshot_cycle*_*.npz"))
     for s in snaps:
@@ -229,9 +244,13 @@ def write_pores_csv(folder: str | Path) -> Path | None:
         if s == f0:
             a = a0
         else:
-            carried = (carried_nearest_pore(labels0, z0["tri"], z["tri"], W, H)
-                       if z["tri"].shape == z0["tri"].shape else nearest)
-            a = pore_areas(labels0, npores, uncovered(z["tri"], W, H), carried)
+            mask = uncovered(z["tri"], W, H)
+            if z["tri"].shape == z0["tri"].shape:
+                near = carried.labels(z["tri"], mask)
+            else:
+                nearest = nearest_pore(labels0) if nearest is None else nearest
+                near = nearest
+            a = pore_areas(labels0, npores, mask, near)
         for i in range(npores):
             rows.append({"cycle": cyc, "state": state, "pore": i + 1, "initial_area_m2": a0[i] * pix,
                          "area_m2": a[i] * pix, "relative_area": a[i] / a0[i] if a0[i] else 0.0,
