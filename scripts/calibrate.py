@@ -41,6 +41,7 @@ import math
 import sys
 import threading
 import time
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -105,7 +106,6 @@ def parse_replicate(spec: str | None, cfg: dict) -> list[list[str]]:
     own = cfg
     for part in key.split("."):
         own = own.get(part) if isinstance(own, dict) else None
-    import tomllib
     reps = []
     for v in values:
         try:
@@ -168,12 +168,11 @@ def run_point(config: str, out: Path, values: dict, sets: list[str], rep: list[s
 
 def score(idx: int, values: dict, runs: list[tuple], cycles: int) -> dict:
     """The row of a grid point from its replicate runs: mean numbers, J, status."""
-    ok = all(rc == 0 for rc, *_ in runs)
     bad = [rc for rc, *_ in runs if rc != 0]
-    row = {"eval": idx, **values, "status": "completed" if ok else f"failed ({bad[0]})",
+    row = {"eval": idx, **values, "status": f"failed ({bad[0]})" if bad else "completed",
            "wall_s": round(sum(w for _, w, _, _ in runs), 1), "folder": ";".join(str(f) for _, _, f, _ in runs)}
     J, detail = math.inf, {}
-    if ok:
+    if not bad:
         J, detail = objective(mean_rows([CSVTable.read(f / "cycles.csv") for _, _, f, _ in runs]), cycles)
     for name, d in detail.items():
         row[name] = d["ours"]
@@ -201,7 +200,6 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="evaluations run at once")
     a = ap.parse_args(argv)
 
-    import tomllib
     cfg = tomllib.loads(Path(a.config).read_text())
     cycles = int(cfg.get("cycling", {}).get("cycles", 1))
     for s in a.sets:
