@@ -7,15 +7,12 @@ Prints DoFs, steps, Newton iterations and the time shares of the constitutive up
 """
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from solver.config import validate  # noqa: E402
-from solver.simulation import Simulation, prepare_outdir  # noqa: E402
+from creep_cathode.config import validate
+from creep_cathode.simulation import Simulation, prepare_outdir
 
 
 def main():

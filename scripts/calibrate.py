@@ -46,12 +46,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from _runs import finished, run_once  # noqa: E402
-from solver.output import CSVTable, provenance, write_json  # noqa: E402
-from solver.plots import PAPER  # noqa: E402
+from creep_cathode.runs import finished, run_once
+from creep_cathode.output import CSVTable, provenance, write_json
+from creep_cathode.plots import PAPER
 
 
 def targets_for(row_keys: set[str], cycles: int) -> dict[tuple[str, int], float]:
@@ -139,7 +136,7 @@ def log_grid(lo: float, hi: float, n: int) -> list[float]:
 
 
 _FOLDER_LOCK = threading.Lock()
-RECORD = "eval.json"  # what a finished evaluation leaves in its folder (scripts/_runs.py)
+RECORD = "eval.json"  # what a finished evaluation leaves in its folder (creep_cathode.runs)
 
 
 def _eval_folder(out: Path, key: dict) -> Path:

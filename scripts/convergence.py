@@ -19,9 +19,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _runs import run_once  # noqa: E402
+from creep_cathode.runs import run_once
 
 COMMON = ['cycling.protocol=["Lithiate at 0.1C"]', "cycling.cycles=1", "output.fields=none", "output.plots=false"]
 # (name, overrides): the reference is the default config; dhat is pinned for the mesh series so

@@ -14,13 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-import sys
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from solver.config import validate  # noqa: E402
-from solver.output import CSVTable  # noqa: E402
-from solver.simulation import Simulation, prepare_outdir  # noqa: E402
+from creep_cathode.config import validate
+from creep_cathode.output import CSVTable
+from creep_cathode.simulation import Simulation, prepare_outdir
 
 E, NU, A, SREF = 10e9, 0.32, 1e-4, 100e6
 

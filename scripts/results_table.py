@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from solver.plots import PAPER  # noqa: E402
+from creep_cathode.plots import PAPER
 
 ROWS = [  # (label, our column, paper key, scale, unit)
     ("Se-Se contact ratio", "contact_Se_Se", "contact_Se_Se", 100, "%"),

@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     from .config import ConfigError
 
     try:
-        from meshes.packing import PackingError
+        from .meshes.packing import PackingError
     except ImportError:  # pragma: no cover
         PackingError = ConfigError
     try:

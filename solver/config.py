@@ -431,7 +431,7 @@ def _dump_toml(d: dict, prefix: str = "") -> str:
 def config_reference() -> str:
     """docs/config.md: every key with its unit and default, from the schema descriptions."""
     lines = ["# Config reference", "",
-             "Generated from `solver/config.py` (`python -m solver.config > docs/config.md`). All values SI: "
+             "Generated from `solver/config.py` (`python -m creep_cathode.config > docs/config.md`). All values SI: "
              "m, Pa, s, K. Unknown keys are an error. Override any key on the command line with "
              "`--set key.path=value` (a TOML value; a bare word is a string).", ""]
 

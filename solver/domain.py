@@ -36,7 +36,7 @@ class Domain:
 
 def circles_from_config(rve, comm=MPI.COMM_WORLD):
     """The particle list of a `random` or `particles` RVE (packed on rank 0, broadcast)."""
-    from meshes.packing import Circle, PackingError, pack_random, validate_particles
+    from .meshes.packing import Circle, PackingError, pack_random, validate_particles
 
     err, circles = None, None
     if comm.rank == 0:
@@ -85,7 +85,7 @@ def block_domain(rve, comm=MPI.COMM_WORLD) -> Domain:
 def build(rve, comm=MPI.COMM_WORLD) -> Domain:
     if rve.kind == "block":
         return block_domain(rve, comm)
-    from meshes import rve as rvemesh
+    from .meshes import rve as rvemesh
 
     circles = circles_from_config(rve, comm)
     r = rvemesh.generate(circles, rve.width, rve.height, rve.mesh_size, rve.min_gap, include_pores=False,

@@ -30,7 +30,7 @@ def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
     r = cfg.rve
     out = Path(out)
     _prepare(out, comm)
-    from meshes import packing
+    from .meshes import packing
 
     from .domain import block_domain, circles_from_config
 
@@ -42,7 +42,7 @@ def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
     if r.kind == "block":
         msh = block_domain(r, comm).mesh
     else:
-        from meshes import rve as rvemesh
+        from .meshes import rve as rvemesh
 
         msh = rvemesh.generate(circles, r.width, r.height, r.mesh_size, r.min_gap, include_pores=include_pores,
                                comm=comm, msh_path=out / "rve.msh").mesh  # written from the same model

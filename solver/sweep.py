@@ -109,7 +109,7 @@ def _done(folder: Path, cfg) -> bool:
 
 
 def _exe() -> list[str]:
-    return [sys.executable, "-m", "solver.cli"]
+    return [sys.executable, "-m", "creep_cathode.cli"]
 
 
 def _run_local(case, out: Path) -> dict:

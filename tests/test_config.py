@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from solver.config import ConfigError, apply_overrides, load_config, load_toml, physics_hash, to_toml, validate
-from solver.protocol import parse_step, schedule, parse_protocol, ProtocolError
+from creep_cathode.config import ConfigError, apply_overrides, load_config, load_toml, physics_hash, to_toml, validate
+from creep_cathode.protocol import parse_step, schedule, parse_protocol, ProtocolError
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "configs" / "se_mse.toml"
@@ -122,7 +122,7 @@ def test_missing_sections_and_files(tmp_path):
 
 
 def test_cli_check_bad_config_exit_code_no_traceback(tmp_path):
-    exe = [sys.executable, "-m", "solver.cli"]
+    exe = [sys.executable, "-m", "creep_cathode.cli"]
     ok = subprocess.run(exe + ["check", str(BASE)], capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr
     assert "[materials.Se]" in ok.stdout
@@ -160,6 +160,6 @@ def test_protocol_bad_steps(bad):
 
 def test_config_reference_is_current():
     """docs/config.md is generated from the schema: regenerate with `python -m solver.config > docs/config.md`."""
-    from solver.config import config_reference
+    from creep_cathode.config import config_reference
 
     assert (ROOT / "docs" / "config.md").read_text().strip() == config_reference().strip()

@@ -25,10 +25,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from solver import dolfinx_env  # noqa: E402,F401  (dolfinx_solver before dolfinx)
+from creep_cathode import dolfinx_env  # noqa: E402,F401  (dolfinx_solver before dolfinx)
 import dolfinx.fem.petsc as fp  # noqa: E402
 import gmsh  # noqa: E402
 import ufl  # noqa: E402
@@ -37,8 +35,8 @@ from dolfinx.io import gmsh as gmshio  # noqa: E402
 from mpi4py import MPI  # noqa: E402
 from petsc4py import PETSc  # noqa: E402
 
-from solver.contact import WALL_TAGS, BarrierContact  # noqa: E402
-from solver.newton import minimise  # noqa: E402
+from creep_cathode.contact import WALL_TAGS, BarrierContact  # noqa: E402
+from creep_cathode.newton import minimise  # noqa: E402
 
 SIDES = ("left", "right", "bottom", "top")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from solver import creep
+from creep_cathode import creep
 
 MU, LAM = 0.38, 0.8  # scaled Lamé constants (E ~ 1)
 K = LAM + 2 * MU / 3

@@ -14,7 +14,7 @@ the displacement (3x too stiff), and still 49 % on a 4x finer mesh.
 import numpy as np
 import pytest
 
-from solver import dolfinx_env  # noqa: F401  (import order)
+from creep_cathode import dolfinx_env  # noqa: F401  (import order)
 import ufl
 from dolfinx import fem, mesh
 from dolfinx.fem.petsc import LinearProblem

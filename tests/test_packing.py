@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from meshes.packing import (
+from creep_cathode.meshes.packing import (
     Circle,
     PackingError,
     area_fractions,

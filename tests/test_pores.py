@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from solver.pores import N_PIXELS, initial_pores, pore_areas, uncovered, write_pores_csv
+from creep_cathode.pores import N_PIXELS, initial_pores, pore_areas, uncovered, write_pores_csv
 
 W = H = 16e-6
 

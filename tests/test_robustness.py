@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from solver import cli
-from solver.config import load_toml
-from solver.output import CSVTable
+from creep_cathode import cli
+from creep_cathode.config import load_toml
+from creep_cathode.output import CSVTable
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "configs" / "se_mse.toml"
@@ -73,7 +73,7 @@ def _mutate(data, path, value, action):
 
 
 def _toml_value(v):
-    from solver.config import _tv
+    from creep_cathode.config import _tv
 
     return _tv(v)
 
@@ -82,7 +82,7 @@ def _toml_value(v):
 @given(path=st.sampled_from(PATHS), value=JUNK, action=st.sampled_from(["set", "set", "delete", "unknown"]))
 def test_mutated_configs_never_traceback(tmp_path_factory, path, value, action):
     """Each mutated config either validates or ends with a one-line error and exit code 2."""
-    from solver.config import ConfigError, validate
+    from creep_cathode.config import ConfigError, validate
 
     data = _mutate(BASE_DATA, path, value, action)
     try:

@@ -6,8 +6,8 @@ import pytest
 from pathlib import Path
 
 from mpi_runs import run_serial_and_mpi
-from solver.cli import main
-from solver.output import CSVTable
+from creep_cathode.cli import main
+from creep_cathode.output import CSVTable
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from solver import dolfinx_env  # noqa: F401
-from meshes.rve import PORE_TAG, WALL_TAGS, GapSizeField, _close_pairs, generate, gmsh_session, plot_rve, write_msh
+from creep_cathode import dolfinx_env  # noqa: F401
+from creep_cathode.meshes.rve import PORE_TAG, WALL_TAGS, GapSizeField, _close_pairs, generate, gmsh_session, plot_rve, write_msh
 
-from meshes.packing import Circle
+from creep_cathode.meshes.packing import Circle
 
 ROOT = Path(__file__).resolve().parents[1]
 MPIEXEC = str(ROOT / ".venv" / "bin" / "mpiexec")
@@ -91,7 +91,7 @@ def test_physical_group_names_and_clipped_out_circle():
 
     cs = CIRCLES + [Circle("MSe", 30e-6, 10e-6, 2e-6)]
     with gmsh_session():
-        from meshes.rve import build_gmsh_model
+        from creep_cathode.meshes.rve import build_gmsh_model
 
         meta = build_gmsh_model(cs, W, H, 2e-6, MIN_GAP, include_pores=True)
         names = {(d, t): gmsh.model.getPhysicalName(d, t) for d, t in gmsh.model.getPhysicalGroups()}
@@ -233,12 +233,11 @@ def test_msh_and_png(tmp_path):
 
 _MPI_SCRIPT = """
 import json, sys
-sys.path.insert(0, {root!r})
-from solver import dolfinx_env
+from creep_cathode import dolfinx_env
 import numpy as np
 from mpi4py import MPI
-from meshes.packing import Circle
-from meshes.rve import generate
+from creep_cathode.meshes.packing import Circle
+from creep_cathode.meshes.rve import generate
 comm = MPI.COMM_WORLD
 cs = [Circle(*c) for c in {circles!r}]
 out = {{}}
@@ -283,7 +282,7 @@ def test_generate_under_mpi():
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_mesh_command_paper_fractions(tmp_path, seed):
     """`creep-cathode mesh configs/se_mse.toml`: the paper's composition within 0.5 % per phase."""
-    from solver.cli import main
+    from creep_cathode.cli import main
 
     out = tmp_path / f"s{seed}"
     assert main(["mesh", str(ROOT / "configs" / "se_mse.toml"), "-o", str(out), "--set", f"rve.seed={seed}"]) == 0

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from solver.config import validate
+from creep_cathode.config import validate
 from mpi_runs import run_serial_and_mpi
-from solver.output import CSVTable
+from creep_cathode.output import CSVTable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def block_cfg(*, creep=None, boundary=None, protocol=("Lithiate at 1C",), jmax=1
 
 
 def run(cfg, out):
-    from solver.simulation import Simulation, prepare_outdir
+    from creep_cathode.simulation import Simulation, prepare_outdir
 
     prepare_outdir(out, cfg)
     sim = Simulation(cfg, out).initialise()
@@ -144,7 +144,7 @@ def test_creep_under_stack_pressure(tmp_path):
 
 def test_newton_quadratic_convergence(tmp_path):
     """Consistent algorithmic tangent: residual history of a creeping step converges quadratically."""
-    from solver.simulation import Simulation, prepare_outdir
+    from creep_cathode.simulation import Simulation, prepare_outdir
 
     cfg = block_cfg(creep={"A": 1e-3, "n": 5, "sigma_ref": 50e6}, boundary=FREE,
                     protocol=["Lithiate at 10C to 0.2"],

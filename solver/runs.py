@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-EXE = str(ROOT / ".venv" / "bin" / "creep-cathode") if (ROOT / ".venv").exists() else "creep-cathode"
+EXE = [sys.executable, "-m", "creep_cathode.cli"]  # the CLI of this installation
 
 
 def finished(folder: Path, record: str, key: dict) -> dict | None:
@@ -36,7 +36,7 @@ def run_once(config: str, folder: Path, overrides: list[str], record: str) -> tu
     done = finished(folder, record, key)
     if done:
         return 0, float(done["wall_s"]), "(reused)"
-    cmd = [EXE, "run", config, "-o", str(folder)]
+    cmd = EXE + ["run", config, "-o", str(folder)]
     for s in overrides:
         cmd += ["--set", s]
     t0 = time.perf_counter()
