@@ -10,7 +10,7 @@ Tag conventions (shared with solver/domain.py and solver/contact.py):
 - written .msh files only: one extra 2D group per phase (PHASE_TAG0 + k, named after the phase,
   in order of first appearance).
 
-Units. Gmsh works in units of L = min(W, H) / 40 (1 µm for the 40 µm baseline; O(1) numbers,
+Units. Gmsh works in units of L = min(W, H) / 40 (0.4 µm for the 16 µm box of configs/se_mse.toml; O(1) numbers,
 so Gmsh's absolute tolerances fit); the DOLFINx mesh is scaled back to metres after
 ``model_to_mesh`` (``geometry.x *= L``) and ``write_msh`` writes metres (Mesh.ScalingFactor).
 Everything at this module's interface is in metres.
@@ -34,9 +34,9 @@ and a box side, closer than h, the closest points inside the box — are graded:
   particles. The minimum over all pairs is sampled on a quadtree of the box (leaves no larger
   than the local size) and handed to Gmsh as a background view (PostView field): evaluating
   hundreds of analytic fields at each of Gmsh's ~3x10^6 size queries would take minutes.
-  Delaunay algorithm. Baseline (40 µm, 90 particles, h = 0.8 µm, min_gap = 0.05 µm, 191 graded
-  gaps): ~38k triangles, ~2 s in Gmsh; the largest edge of the pore triangles at a gap's narrowest
-  point is <= 1.5 g.
+  Delaunay algorithm. configs/se_mse.toml (16 µm, 29 disks, h = 0.6 µm, min_gap = 0.2 µm): 6005
+  triangles with the pores (`creep-cathode mesh configs/se_mse.toml -o DIR`: DIR/rve.json); the
+  largest edge of the pore triangles at a gap's narrowest point is <= 1.5 g.
 - without pores (the simulation mesh: only the particle boundaries matter for contact): per
   pair a Ball field at the gap, radius sqrt((h - g) R_eff), asking for max(2 g, h/8, min_gap),
   combined (Max) with a Threshold on the distance to the particle boundaries, so that the
@@ -54,15 +54,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-try:  # import order: dolfinx_solver before dolfinx / petsc4py
-    import dolfinx_solver  # noqa: F401
-except ImportError:  # pragma: no cover - conda-forge DOLFINx
-    pass
+from .. import dolfinx_env  # noqa: F401  (import order: dolfinx_solver before dolfinx / petsc4py)
 import gmsh
 from mpi4py import MPI
 
-PORE_TAG = 100000
-WALL_TAGS = {"left": 100001, "right": 100002, "bottom": 100003, "top": 100004}
+from ..tags import PORE_TAG, WALL_TAGS
+
 PHASE_TAG0 = 200001  # phase groups (written to .msh files only): 200001, 200002, ... in order of appearance
 
 #: gap grading with pores: size at the narrowest point = GAP_C * g, growth rate GAP_A per unit of

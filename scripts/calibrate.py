@@ -48,7 +48,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 from creep_cathode.runs import finished, run_once
 from creep_cathode.output import CSVTable, provenance, write_json
-from creep_cathode.plots import PAPER
+from creep_cathode.metrics import in_state
+from creep_cathode.reference import PAPER
 
 
 def targets_for(row_keys: set[str], cycles: int) -> dict[tuple[str, int], float]:
@@ -59,7 +60,7 @@ def targets_for(row_keys: set[str], cycles: int) -> dict[tuple[str, int], float]
 
 def objective(rows: list[dict], cycles: int) -> tuple[float, dict]:
     """J (RMS relative error) and the per-target (ours, paper, relative error)."""
-    lith = {int(r["cycle"]): r for r in rows if r.get("state") == "lithiated"}
+    lith = {int(r["cycle"]): r for r in in_state(rows, "lithiated")}
     if not lith:
         return math.inf, {}
     tg = targets_for(set(next(iter(lith.values()))), cycles)
@@ -76,7 +77,7 @@ def objective(rows: list[dict], cycles: int) -> tuple[float, dict]:
 
 def mean_rows(runs: list[list[dict]]) -> list[dict]:
     """Lithiated rows averaged over replicate runs, cycle by cycle (cycles that every run reached)."""
-    lith = [{int(r["cycle"]): r for r in rows if r.get("state") == "lithiated"} for rows in runs]
+    lith = [{int(r["cycle"]): r for r in in_state(rows, "lithiated")} for rows in runs]
     if not lith or not all(lith):
         return []
     out = []

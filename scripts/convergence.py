@@ -19,6 +19,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from creep_cathode.metrics import in_state
 from creep_cathode.runs import run_once
 
 COMMON = ['cycling.protocol=["Lithiate at 0.1C"]', "cycling.cycles=1", "output.fields=none", "output.plots=false"]
@@ -53,7 +54,7 @@ def run_case(config: str, out: Path, i: int, name: str, sets: list[str], extra: 
     row = {"case": name, "status": "completed" if rc == 0 else f"failed ({rc})", "wall_s": wall}
     if rc == 0:
         rows = list(csv.DictReader(open(folder / "cycles.csv")))
-        lith = [r for r in rows if r["state"] == "lithiated"][-1]
+        lith = in_state(rows, "lithiated")[-1]
         row.update({k: float(lith[k]) for k, _, _ in METRICS if k in lith})
         s = json.loads((folder / "summary.json").read_text())
         row.update(cells=s["cells"], dofs=s["dofs"], steps=s["steps"], newton=s["newton_iterations_total"])

@@ -16,7 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from creep_cathode.plots import PAPER
+from creep_cathode.metrics import in_state
+from creep_cathode.reference import PAPER, PAPER_EXTRA
 
 ROWS = [  # (label, our column, paper key, scale, unit)
     ("Se-Se contact ratio", "contact_Se_Se", "contact_Se_Se", 100, "%"),
@@ -39,7 +40,6 @@ ROWS = [  # (label, our column, paper key, scale, unit)
     ("mean von Mises, FeS", "vm_mean_FeS_Pa", None, 1e-9, "GPa"),
     ("peak von Mises, FeS", "vm_max_FeS_Pa", None, 1e-9, "GPa"),
 ]
-PAPER_EXTRA = {"vm_max_LCO_Pa": {1: 3e9}}  # "can reach as high as ~3.0 GPa"
 
 
 def _fmt(v, scale, unit):
@@ -50,7 +50,7 @@ def main(folders: list[str]) -> int:
     lines = ["| quantity (fully lithiated) | paper, cycle 1 | ours, cycle 1 | paper, cycle 20 | ours, last cycle | run |",
              "|---|---|---|---|---|---|"]
     for folder in map(Path, folders):
-        rows = [r for r in csv.DictReader(open(folder / "cycles.csv")) if r["state"] == "lithiated"]
+        rows = in_state(list(csv.DictReader(open(folder / "cycles.csv"))), "lithiated")
         if not rows:
             continue
         s = json.loads((folder / "summary.json").read_text())

@@ -2,9 +2,10 @@
 
 The state is stored independent of the MPI partition, so a run may resume on another number of
 ranks: nodal values are keyed by their (quantised) coordinates, quadrature-point values by the
-original (input) cell index of their cell. Stored: u, u_n, Cp^-1, equivalent creep strain, time,
-step size, protocol position, counters and the physics hash of the config (resume is refused
-when the physics changed).
+original (input) cell index of their cell. Stored: u, u_n and the nodal arrays of the stepper's
+state (the predictor's last increment), every internal variable that the material-point laws
+declare (by name), and a JSON meta record (time, counters, step size, protocol position, the
+physics hash of the config: resume is refused when the physics changed).
 """
 
 from __future__ import annotations
@@ -32,21 +33,24 @@ def _keys(xy: np.ndarray) -> np.ndarray:
     return ix * np.int64(2**31) + iy
 
 
-def _node_data(mech, du_prev=None):
+def _node_data(mech, arrays: dict):
+    """(keys, data, names): the owned nodes' keys and [u, u_n, *arrays] values (2 columns each)."""
     V = mech.V
     nloc = V.dofmap.index_map.size_local
     xy = V.tabulate_dof_coordinates()[:nloc, :2]
-    u = mech.u.x.array.reshape(-1, 2)[:nloc]
-    un = mech.u_n.x.array.reshape(-1, 2)[:nloc]
-    dp = np.zeros_like(u) if du_prev is None else du_prev.reshape(-1, 2)[:nloc]
-    return _keys(xy), np.hstack([u, un, dp])
+    names = ["u", "u_n", *arrays]
+    vals = [mech.u.x.array, mech.u_n.x.array, *arrays.values()]
+    return _keys(xy), np.hstack([np.asarray(v).reshape(-1, 2)[:nloc] for v in vals]), names
 
 
 def _cell_data(mech):
+    """(keys, data, layout): owned cells' original indices and their internal variables, one row
+    per cell (all quadrature points); layout = [(name, components)]."""
     orig = np.asarray(mech.dom.mesh.topology.original_cell_index[: mech.nc], dtype=np.int64)
-    q = mech.nqp
-    data = np.hstack([mech.Cp_inv.reshape(mech.nc, q * 4), mech.eps_cr.reshape(mech.nc, q)])
-    return orig, data
+    q, state = mech.nqp, mech.points.state
+    layout = [(k, 1 if v.ndim == 1 else v.shape[1]) for k, v in state.items()]
+    data = np.hstack([state[k].reshape(mech.nc, q * c) for k, c in layout])
+    return orig, data, layout
 
 
 def _gather_sorted(comm, keys, data):
@@ -60,11 +64,15 @@ def _gather_sorted(comm, keys, data):
     return k[o], d[o]
 
 
-def save(folder, mech, meta: dict, comm=MPI.COMM_WORLD, du_prev=None) -> None:
-    """`du_prev`: the last step's increment (the predictor of the next step), or None."""
-    nk, nd = _gather_sorted(comm, *_node_data(mech, du_prev))
-    ck, cd = _gather_sorted(comm, *_cell_data(mech))
+def save(folder, mech, meta: dict, comm=MPI.COMM_WORLD, arrays: dict | None = None) -> None:
+    """Write the state of `mech` (creep_cathode.mechanics.Mechanics), the JSON-able `meta` and the
+    nodal `arrays` ({name: local array of the displacement space}) to folder/checkpoint.npz."""
+    nk, nd, names = _node_data(mech, arrays or {})
+    ok, od, layout = _cell_data(mech)
+    nk, nd = _gather_sorted(comm, nk, nd)
+    ck, cd = _gather_sorted(comm, ok, od)
     if comm.rank == 0:
+        meta = dict(meta, node_fields=names, cell_fields=layout)
         buf = io.BytesIO()
         np.savez(buf, node_keys=nk, node_data=nd, cell_keys=ck, cell_data=cd,
                  meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
@@ -73,6 +81,7 @@ def save(folder, mech, meta: dict, comm=MPI.COMM_WORLD, du_prev=None) -> None:
 
 
 def load_meta(folder, comm=MPI.COMM_WORLD) -> dict | None:
+    """The meta record of folder/checkpoint.npz (None when there is none); CheckpointError when unreadable."""
     meta, err = None, None
     if comm.rank == 0:
         p = Path(folder) / NAME
@@ -88,8 +97,9 @@ def load_meta(folder, comm=MPI.COMM_WORLD) -> dict | None:
     return meta
 
 
-def restore(folder, mech, comm=MPI.COMM_WORLD) -> dict:
-    """Load the state into `mech`; returns the meta dict."""
+def restore(folder, mech, comm=MPI.COMM_WORLD) -> tuple[dict, dict]:
+    """Load the state into `mech`; returns (meta, arrays): the meta dict and the stored nodal
+    arrays other than u and u_n ({name: local array, ghosts not updated})."""
     p = Path(folder) / NAME
     z = None
     if comm.rank == 0:
@@ -97,26 +107,34 @@ def restore(folder, mech, comm=MPI.COMM_WORLD) -> dict:
             z = {k: f[k] for k in f.files}
     z = comm.bcast(z, root=0)
     meta = json.loads(bytes(z["meta"]).decode())
-    keys, data = _node_data(mech)
+    keys, _, _ = _node_data(mech, {})
     idx = np.searchsorted(z["node_keys"], keys)
     idx = np.clip(idx, 0, len(z["node_keys"]) - 1)
     if not np.array_equal(z["node_keys"][idx], keys):
         raise CheckpointError("checkpoint does not match this mesh (nodes differ)")
     vals = z["node_data"][idx]
     nloc = mech.V.dofmap.index_map.size_local
-    mech.u.x.array.reshape(-1, 2)[:nloc] = vals[:, :2]
-    mech.u_n.x.array.reshape(-1, 2)[:nloc] = vals[:, 2:4]
-    mech.u.x.scatter_forward()
-    mech.u_n.x.scatter_forward()
-    du = np.zeros_like(mech.u.x.array)
-    du.reshape(-1, 2)[:nloc] = vals[:, 4:6]
-    meta["du_prev"] = du  # ghosts are refreshed by the caller's scatter of u_prev = u_n - du
-    ck, _ = _cell_data(mech)
+    arrays = {}
+    for i, name in enumerate(meta["node_fields"]):
+        if name in ("u", "u_n"):
+            f = mech.u if name == "u" else mech.u_n
+            f.x.array.reshape(-1, 2)[:nloc] = vals[:, 2 * i:2 * i + 2]
+            f.x.scatter_forward()
+        else:
+            a = np.zeros_like(mech.u.x.array)
+            a.reshape(-1, 2)[:nloc] = vals[:, 2 * i:2 * i + 2]
+            arrays[name] = a
+    ck, _, layout = _cell_data(mech)
+    if [tuple(x) for x in meta["cell_fields"]] != layout:
+        raise CheckpointError(f"checkpoint holds other internal variables ({meta['cell_fields']}) than this "
+                              f"run's laws ({layout})")
     idx = np.clip(np.searchsorted(z["cell_keys"], ck), 0, len(z["cell_keys"]) - 1)
     if not np.array_equal(z["cell_keys"][idx], ck):
         raise CheckpointError("checkpoint does not match this mesh (cells differ)")
     cd = z["cell_data"][idx]
-    q = mech.nqp
-    mech.Cp_inv[:] = cd[:, : 4 * q].reshape(-1, 4)
-    mech.eps_cr[:] = cd[:, 4 * q:].reshape(-1)
-    return meta
+    q, col = mech.nqp, 0
+    for k, c in layout:
+        block = cd[:, col:col + q * c]
+        mech.points.state[k][:] = block.reshape(mech.points.state[k].shape)
+        col += q * c
+    return meta, arrays

@@ -159,6 +159,10 @@ class Material(_Strict):
     creep: Creep | None = Field(None, description="Norton creep; omit for elastic")
     lithiated: Lithiated | None = Field(None, description="properties at theta = 1 (linear in theta between)")
     source: str = Field("", description="citation / provenance of the values (free text)")
+    law: str | None = Field(None, description="material-point law: a registered name (default \"hencky_norton\": "
+                                              "Hencky elasticity, swelling, Norton creep) or \"package.module:Class\"")
+    parameters: dict[str, Any] | None = Field(None, description="law-specific parameters, validated by the law's "
+                                                                "own schema (hencky_norton has none)")
 
     @model_validator(mode="after")
     def _act(self):
@@ -167,6 +171,34 @@ class Material(_Strict):
         if not self.active and self.volume_ratio_lithiated != 1.0:
             raise ValueError("volume_ratio_lithiated: only active materials swell (set active = true)")
         return self
+
+    @model_validator(mode="after")
+    def _law(self):
+        from .laws import law_class
+
+        try:
+            cls = law_class(self.law)
+        except ValueError as e:
+            raise ValueError(f"law: {e}") from None
+        if cls.Parameters is None:
+            if self.parameters:
+                raise ValueError(f"parameters: law {cls.name!r} takes no parameters")
+        else:
+            try:
+                checked = cls.Parameters.model_validate(self.parameters or {})
+            except ValidationError as e:
+                err = max(e.errors(include_url=False), key=lambda x: len(x.get("loc", ())))
+                loc = ".".join(str(x) for x in err.get("loc", ()))
+                raise ValueError(f"parameters.{loc}: {err['msg']}") from None
+            object.__setattr__(self, "parameters", checked.model_dump())
+        return self
+
+    def law_parameters(self):
+        """The law's parameters as its validated pydantic model (None for a law without)."""
+        from .laws import law_class
+
+        cls = law_class(self.law)
+        return None if cls.Parameters is None else cls.Parameters.model_validate(self.parameters or {})
 
 
 # --------------------------------------------------------------------------------------------

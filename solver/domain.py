@@ -1,8 +1,9 @@
 """The computational domain of a run: circles (pure geometry) -> DOLFINx mesh with body and wall tags.
 
-Tag conventions (shared with meshes/rve.py): cell tag i+1 = body i (a particle, or the block);
-facet tag i+1 = boundary of body i away from the box; WALL_TAGS = facets on the box sides.
-Pores are never meshed for a run: they carry no load and contact is a barrier between bodies.
+Tag conventions (creep_cathode.tags, shared with meshes/rve.py): cell tag i+1 = body i (a
+particle, or the block); facet tag i+1 = boundary of body i away from the box; WALL_TAGS = facets
+on the box sides. Pores are never meshed for a run: they carry no load and contact is a barrier
+between bodies. `build(..., scaling=)` returns the mesh in model units (creep_cathode.units).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from . import dolfinx_env  # noqa: F401  (import order: dolfinx_solver before do
 from dolfinx import mesh as dmesh
 from mpi4py import MPI
 
-WALL_TAGS = {"left": 100001, "right": 100002, "bottom": 100003, "top": 100004}
+from .tags import WALL_TAGS
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Domain:
     height: float  # m
     circles: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    scaling: object = None  # the Scaling of the mesh coordinates (None: SI)
 
     @property
     def phases(self) -> list[str]:
@@ -82,13 +84,20 @@ def block_domain(rve, comm=MPI.COMM_WORLD) -> Domain:
     return Domain(msh, ct, ft, [(1, rve.phase)], W, H, info={"kind": "block"})
 
 
-def build(rve, comm=MPI.COMM_WORLD) -> Domain:
+def build(rve, comm=MPI.COMM_WORLD, scaling=None) -> Domain:
+    """The Domain of the config's [rve] (packed on rank 0, meshed by Gmsh, distributed), in model
+    units when a Scaling is given (else SI)."""
     if rve.kind == "block":
-        return block_domain(rve, comm)
-    from .meshes import rve as rvemesh
+        dom = block_domain(rve, comm)
+    else:
+        from .meshes import rve as rvemesh
 
-    circles = circles_from_config(rve, comm)
-    r = rvemesh.generate(circles, rve.width, rve.height, rve.mesh_size, rve.min_gap, include_pores=False,
-                         comm=comm)
-    return Domain(r.mesh, r.cell_tags, r.facet_tags, list(r.bodies), rve.width, rve.height, circles,
-                  info=dict(r.info))
+        circles = circles_from_config(rve, comm)
+        r = rvemesh.generate(circles, rve.width, rve.height, rve.mesh_size, rve.min_gap, include_pores=False,
+                             comm=comm)
+        dom = Domain(r.mesh, r.cell_tags, r.facet_tags, list(r.bodies), rve.width, rve.height, circles,
+                     info=dict(r.info))
+    if scaling is not None:
+        scaling.to_model_mesh(dom.mesh)
+        dom.scaling = scaling
+    return dom

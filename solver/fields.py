@@ -1,4 +1,5 @@
-"""ParaView fields (XDMF/HDF5): displacement (m), von Mises (Pa), equivalent creep strain, phase.
+"""ParaView fields (XDMF/HDF5): displacement (m), von Mises (Pa), the internal variables that the
+material-point laws mark for output (e.g. the equivalent creep strain `creep_eq`), phase, sigma_33.
 
 Cell fields are quadrature-point averages per cell (DG0). Open `fields/fields.xdmf` in ParaView
 and apply "Warp By Vector" with u to see the deformed RVE.
@@ -16,7 +17,8 @@ from dolfinx import fem, io
 
 class FieldWriter:
     def __init__(self, mech, folder, keep_existing: bool = False):
-        """`keep_existing` (a resumed run): write to fields_part2.xdmf, ... instead of overwriting."""
+        """Fields of `mech` (creep_cathode.mechanics.Mechanics) into `folder`/fields.xdmf;
+        `keep_existing` (a resumed run): write to fields_part2.xdmf, ... instead of overwriting."""
         self.mech = mech
         msh = mech.dom.mesh
         folder = Path(folder)
@@ -32,31 +34,34 @@ class FieldWriter:
         self.Q0 = fem.functionspace(msh, ("DG", 0))
         self.u1 = fem.Function(self.V1, name="u")
         self.vm = fem.Function(self.Q0, name="von_mises")
-        self.cr = fem.Function(self.Q0, name="creep_eq")
+        # scalar internal variables with an output name (creep_eq, ...)
+        self.internal = {v.name: fem.Function(self.Q0, name=v.field) for v in mech.points.variables.values()
+                         if v.field and v.components == 1}
         self.ph = fem.Function(self.Q0, name="phase")
         self.s33 = fem.Function(self.Q0, name="sigma_33")
         self.ph.x.array[: mech.nc] = mech.cell_phase
         self.file = io.XDMFFile(msh.comm, str(folder / name), "w")
-        # write the mesh in SI units
-        x = msh.geometry.x
-        x[:, :2] *= mech.L0
-        self.file.write_mesh(msh)
-        x[:, :2] /= mech.L0
+        with mech.scaling.si_geometry(msh):
+            self.file.write_mesh(msh)
 
     def write(self, t: float):
+        """Write every field at time t [s]."""
         m = self.mech
         nc, nq = m.nc, m.nqp
         self.u1.interpolate(m.u)
         self.u1.x.array[:] *= m.L0
         self.vm.x.array[:nc] = m.vm_q.reshape(nc, nq).mean(axis=1) * m.S0
-        self.cr.x.array[:nc] = m.eps_cr.reshape(nc, nq).mean(axis=1)
+        for k, f in self.internal.items():
+            f.x.array[:nc] = m.points.state[k].reshape(nc, nq).mean(axis=1)
         self.s33.x.array[:nc] = m.sig_q[:, 3].reshape(nc, nq).mean(axis=1) * m.S0
-        for f in (self.vm, self.cr, self.s33):
+        cell_fields = [self.vm, *self.internal.values(), self.s33]
+        for f in cell_fields:
             f.x.scatter_forward()
-        for f in (self.u1, self.vm, self.cr, self.ph, self.s33):
+        for f in (self.u1, self.vm, *self.internal.values(), self.ph, self.s33):
             self.file.write_function(f, t)
 
     def close(self):
+        """Close the XDMF file."""
         self.file.close()
 
 
@@ -78,7 +83,7 @@ def snapshot(mech, path, comm=None):
     data = dict(
         tri=X * mech.L0,
         vm=mech.vm_q.reshape(nc, nq).mean(axis=1) * mech.S0,
-        creep=mech.eps_cr.reshape(nc, nq).mean(axis=1),
+        creep=mech.points.equivalent_creep().reshape(nc, nq).mean(axis=1),
         phase=mech.cell_phase.astype(np.int16),
     )
     parts = comm.gather(data, root=0)

@@ -7,10 +7,8 @@ assembles. Each iteration:
    ||b|| <= max(atol, rtol ||b_0||);
 2. solve A δ = -b (MUMPS LU by default; the solve is checked and refactorised from scratch when
    inaccurate or when A's sparsity pattern grew in place); if δ is not a descent direction
-   (b·δ >= 0), re-assemble once with the contact Hessian and the material tangent (point by point)
-   projected onto the PSD cone
-   (system.set_hessian_projection(True) or system.contact.project_hessian = True), and if that
-   fails too, use -b;
+   (b·δ >= 0), re-assemble once with the Hessian projected onto the PSD cone
+   (system.set_hessian_projection(True)), and if that fails too, use -b;
 3. α_0 = 1, or 0.9 × the collision-free step from continuous collision detection when that is
    below 1 (``system.max_step``; ipctk already keeps 20 % of every gap);
 4. backtrack α <- α/2 until Π(u + α δ) <= Π(u) + c α b·δ + 1e-12 |Π(u)| (c = 1e-4); when the energy
@@ -23,6 +21,10 @@ assembles. Each iteration:
 Never raises on divergence and never loops forever: returns NewtonResult(converged=False, reason).
 All decisions use values that are identical on every MPI rank (norms are global reductions,
 energies and step bounds are broadcast from rank 0).
+
+`NewtonSolver` holds the settings and the linear solver (a KSP it creates once and keeps, so
+MUMPS reuses its analysis while the sparsity pattern holds); the minimised problem is any object
+with the `System` methods.
 """
 
 from __future__ import annotations
@@ -30,14 +32,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-
+from typing import Protocol
 
 from . import dolfinx_env  # noqa: F401  (import order)
 from dolfinx import fem
 from petsc4py import PETSc
 
 ARMIJO_C = 1e-4
-_KSP_PATTERN: dict = {}  # ksp handle -> (matrix handle, nonzeros) it was last factorised for
 ROUNDOFF = 1e-12
 MAX_HALVINGS = 40
 RESIDUAL_HALVINGS = 12
@@ -54,6 +55,24 @@ class NewtonResult:
     time: float = 0.0
     projected: int = 0  # iterations that needed the PSD-projected contact Hessian
     residual_steps: int = 0  # iterations accepted by the residual fallback of the line search
+
+
+class System(Protocol):
+    """What Newton minimises: an energy Π(u) with its gradient and Hessian (u: the local array of
+    a DOLFINx Function, ghosts included)."""
+
+    def energy(self, u_array) -> float:
+        """Π(u), the same on every rank; inf where u is inadmissible."""
+
+    def assemble(self, u_array):
+        """(b, A) = (∇Π, ∇²Π) as PETSc Vec/Mat, Dirichlet rows zeroed / identity."""
+
+    def max_step(self, u_array, du_array) -> float:
+        """Largest α in (0, 1] that keeps u + α du admissible (e.g. collision free); 1.0 if unbounded."""
+
+    def set_hessian_projection(self, flag: bool) -> None:
+        """Switch the PSD projection of the Hessian that `assemble` returns (Newton's fallback for a
+        direction that does not descend); a no-op where the Hessian needs none."""
 
 
 def default_ksp(comm):
@@ -81,14 +100,14 @@ def _solve(ksp, A, b, du):
     return True, ""
 
 
-def _direction(ksp, A, b, du, say):
+def _direction(ksp, pattern: dict, A, b, du, say):
     """du = -A^{-1} b with the checks: if A's nonzero pattern changed in place since this KSP last
-    factorised it (contact merges), reset the KSP (PETSc would reuse a stale symbolic
-    factorisation); if the solve is inaccurate anyway, reset and solve once more."""
+    factorised it (contact merges; `pattern` remembers it), reset the KSP (PETSc would reuse a
+    stale symbolic factorisation); if the solve is inaccurate anyway, reset and solve once more."""
     key = (A.handle, A.getInfo(PETSc.Mat.InfoType.GLOBAL_SUM)["nz_used"])
-    if _KSP_PATTERN.get(ksp.handle, key) != key:
+    if pattern.get("key", key) != key:
         ksp.reset()
-    _KSP_PATTERN[ksp.handle] = key
+    pattern["key"] = key
     ok, msg = _solve(ksp, A, b, du)
     if not ok:
         return ok, msg
@@ -114,42 +133,42 @@ def _linear_residual(A, b, du) -> float:
     return out
 
 
-def _set_projection(system, flag: bool) -> bool:
-    """Switch the PSD projection of the contact Hessian: system.set_hessian_projection(flag) if the
-    system has it, else system.contact.project_hessian. False when neither exists."""
-    fn = getattr(system, "set_hessian_projection", None)
-    if fn is not None:
-        fn(flag)
-        return True
-    c = getattr(system, "contact", None)
-    if c is not None and hasattr(c, "project_hessian"):
-        c.project_hessian = flag
-        return True
-    return False
-
-
 def _bcast(comm, x):
     return comm.bcast(x, root=0) if comm.size > 1 else x
 
 
-def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int = 30, ksp=None,
-             log=None) -> NewtonResult:
-    """Minimise system's energy over u (a dolfinx Function, updated in place).
+class NewtonSolver:
+    """Newton's method with the line search above.
 
-    system.assemble(u_array) -> (b, A); system.energy(u_array) -> float (inf if inadmissible);
-    system.max_step(u_array, du_array) -> float in (0, 1] (optional: 1.0 when absent).
-    ksp: a PETSc KSP; default MUMPS LU, created once and cached as ``system._ksp``."""
+    Takes the communicator, the residual tolerances (stop when ||b|| <= max(atol, rtol ||b_0||)),
+    the increment tolerance dx_tol (max norm), the iteration limit, an optional log callable and
+    an optional PETSc KSP (default: MUMPS LU, created here and kept)."""
+
+    def __init__(self, comm, *, atol: float, rtol: float, dx_tol: float, max_it: int = 30, log=None, ksp=None):
+        self.comm = comm
+        self.atol, self.rtol, self.dx_tol, self.max_it, self.log = atol, rtol, dx_tol, max_it, log
+        self.ksp = ksp if ksp is not None else default_ksp(comm)
+        self._pattern: dict = {}  # (matrix handle, nonzeros) the KSP last factorised
+
+    def minimise(self, system: System, u) -> NewtonResult:
+        """Minimise system's energy over u (a DOLFINx Function, updated in place); returns a
+        NewtonResult (never raises on divergence)."""
+        return _minimise(self, system, u)
+
+
+def minimise(system: System, u, *, atol: float, rtol: float, dx_tol: float, max_it: int = 30, ksp=None,
+             log=None) -> NewtonResult:
+    """One minimisation with a fresh NewtonSolver (see NewtonSolver; u: a DOLFINx Function)."""
+    return NewtonSolver(u.function_space.mesh.comm, atol=atol, rtol=rtol, dx_tol=dx_tol, max_it=max_it, log=log,
+                        ksp=ksp).minimise(system, u)
+
+
+def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
     t_start = time.perf_counter()
     V = u.function_space
     comm = V.mesh.comm
-    if ksp is None:  # one KSP per system, kept: MUMPS reuses its analysis while the pattern holds
-        ksp = getattr(system, "_ksp", None)
-        if ksp is None:
-            ksp = default_ksp(comm)
-            try:
-                system._ksp = ksp
-            except AttributeError:
-                pass
+    ksp, pattern, log = solver.ksp, solver._pattern, solver.log
+    atol, rtol, dx_tol, max_it = solver.atol, solver.rtol, solver.dx_tol, solver.max_it
     du = fem.Function(V)
     history, alphas = [], []
     n_projected = 0
@@ -183,21 +202,22 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
         if it == max_it:
             return done(False, it, f"no convergence in {max_it} iterations (|r| = {rnorm:.3e}, |r0| = {r0:.3e})")
         # --- direction
-        ok, msg = _direction(ksp, A, b, du, lambda m: say(f"  newton {it}: {m}"))
+        ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"))
         if not ok:
             return done(False, it, msg)
         slope = b.dot(du.x.petsc_vec)  # b·δ
         dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
         if not (math.isfinite(slope) and math.isfinite(dnorm)):
             return done(False, it, "non-finite Newton direction (singular tangent?)")
-        if slope >= 0 and _set_projection(system, True):
+        if slope >= 0:
             # indefinite tangent: re-assemble with the PSD-projected Hessian (contact and material) for this step
             say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); projected Hessian")
+            system.set_hessian_projection(True)
             try:
                 b, A = system.assemble(u.x.array)
             finally:
-                _set_projection(system, False)
-            ok, msg = _direction(ksp, A, b, du, lambda m: say(f"  newton {it}: {m}"))
+                system.set_hessian_projection(False)
+            ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"))
             if not ok:
                 return done(False, it, msg)
             slope = b.dot(du.x.petsc_vec)
@@ -217,7 +237,7 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
             e0 = _bcast(comm, float(system.energy(u0)))
             if not math.isfinite(e0):
                 return done(False, it, "inadmissible starting point (energy not finite)")
-        amax = _bcast(comm, float(system.max_step(u0, d))) if hasattr(system, "max_step") else 1.0
+        amax = _bcast(comm, float(system.max_step(u0, d)))
         if not (amax > 0):
             return done(False, it, "continuous collision detection allows no step")
         alpha = 1.0 if amax >= 1.0 else 0.9 * amax

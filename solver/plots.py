@@ -13,21 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .metrics import in_state, kind_columns, phases_of
 from .output import CSVTable
-
-# Xiong et al. 2024, Fig. 4d/e (text values at cycles 1 and 20, fully lithiated).
-# The paper's "Se-MSe" ratio is matched to the MSe boundary (contact_MSe_Se, MSe -> Se): on the
-# Se boundary it could not be, because Se -> Se + Se -> MSe <= 100 % while the paper's Se-Se and
-# Se-MSe add up to 137 % (cycle 1) and 164 % (cycle 20). "LCO-MSe" is read the same way.
-PAPER = {
-    "contact_Se_Se": {1: 0.705, 20: 0.844},
-    "contact_MSe_Se": {1: 0.670, 20: 0.795},
-    "vm_mean_Se_Pa": {1: 0.099e9, 20: 0.067e9},
-    "vm_mean_MSe_Pa": {1: 0.171e9, 20: 0.156e9},
-    "contact_LCO_LCO": {1: 0.0384, 20: 0.0384},
-    "contact_MSe_LCO": {1: 0.0910, 20: 0.0910},
-}
-
+from .reference import PAPER
 
 def _save(fig, path: Path, files: list, dpi: int = 120) -> None:
     import matplotlib.pyplot as plt
@@ -36,10 +24,6 @@ def _save(fig, path: Path, files: list, dpi: int = 120) -> None:
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     files.append(path)
-
-
-def _phases(row: dict) -> list[str]:
-    return [k[len("vm_mean_"):-len("_Pa")] for k in row if k.startswith("vm_mean_")]
 
 
 def make_plots(folder) -> list[Path]:
@@ -56,7 +40,7 @@ def make_plots(folder) -> list[Path]:
     files = []
     if not ts:
         return files
-    phases = _phases(ts[0])
+    phases = phases_of(ts[0])
     t = [r["time_s"] / 3600 for r in ts]
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -81,18 +65,17 @@ def make_plots(folder) -> list[Path]:
     ax.legend(fontsize=8)
     _save(fig, out / "porosity_vs_time.png", files)
 
-    lit = [r for r in cy if r.get("state") == "lithiated"]
+    lit = in_state(cy, "lithiated")
     if lit:
         c = [r["cycle"] for r in lit]
         fig, ax = plt.subplots(figsize=(6, 4))
-        for a in phases:
-            for b in phases:
-                k = f"contact_{a}_{b}"
-                if any(r.get(k, 0) for r in lit):
-                    line, = ax.plot(c, [100 * r[k] for r in lit], "o-", ms=3, label=f"{a}-{b}")
-                    if k in PAPER:
-                        ax.plot(list(PAPER[k]), [100 * v for v in PAPER[k].values()], "s", mfc="none",
-                                color=line.get_color(), ms=8, label=f"{a}-{b} paper")
+        for col in kind_columns(phases, "contact"):
+            k, a, b = col.name, col.phase, col.other
+            if b != "any" and any(r.get(k, 0) for r in lit):
+                line, = ax.plot(c, [100 * r[k] for r in lit], "o-", ms=3, label=f"{a}-{b}")
+                if k in PAPER:
+                    ax.plot(list(PAPER[k]), [100 * v for v in PAPER[k].values()], "s", mfc="none",
+                            color=line.get_color(), ms=8, label=f"{a}-{b} paper")
         ax.set_xlabel("cycle")
         ax.set_ylabel("contact ratio at full lithiation [%]")
         if ax.get_legend_handles_labels()[0]:

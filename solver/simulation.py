@@ -1,8 +1,16 @@
 """One run: config -> domain -> mechanics -> time stepping -> run folder (DESIGN section 5).
 
-    sim = Simulation(cfg, "runs/se_mse")
-    sim.initialise()
-    summary = sim.run()          # status "completed" | "failed"
+From Python (a notebook):
+
+    import creep_cathode as cc
+    cfg = cc.load_config("configs/baseline.toml", ["cycling.cycles=1"])
+    res = cc.Simulation(cfg, "runs/baseline").solve()     # or Simulation(cfg) for a temporary folder
+    res.timeseries["vm_mean_Se_Pa"], res.cycles, res.summary["status"]; res.plot()
+
+The CLI (`creep-cathode run`) does the same in steps:
+
+    prepare_outdir(folder, cfg)
+    summary = Simulation(cfg, folder).initialise(resume=...).run(resume=...)
 
 Rank 0 alone writes files and prints; every metric is reduced over all ranks first.
 """
@@ -20,8 +28,12 @@ from . import dolfinx_env  # noqa: F401
 from mpi4py import MPI
 
 from . import config as cfgmod
-from .output import CSVTable, atomic_write, provenance, write_json
-from .problem import Mechanics, SolverFailure, StepInfo, Stepper
+from . import metrics
+from .output import CSVTable, provenance, write_json
+from .rundir import prepare_outdir
+from .stepping import SolverFailure, StepInfo
+
+__all__ = ["Simulation", "Results", "prepare_outdir", "SolverFailure"]
 
 
 class Progress:
@@ -55,32 +67,85 @@ class Progress:
             sys.stderr.write("\n")
 
 
+class Results:
+    """The tables of a finished run folder: `timeseries` and `cycles` as NumPy structured arrays
+    (one field per column), `summary` (dict), `folder`; `plot()` draws plots/*.png."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.summary = _read_json(self.folder / "summary.json")
+        self.timeseries = _structured(CSVTable.read(self.folder / "timeseries.csv"))
+        self.cycles = _structured(CSVTable.read(self.folder / "cycles.csv"))
+
+    def plot(self) -> list[Path]:
+        """Draw the run's plots (creep_cathode.plots); returns the files."""
+        from .plots import make_plots
+
+        return make_plots(self.folder)
+
+
 class Simulation:
-    def __init__(self, cfg: cfgmod.Config, outdir, comm=MPI.COMM_WORLD):
+    """A run of one config into one run folder.
+
+    Takes the validated Config, the run folder (None: a new temporary folder) and the
+    communicator. `solve()` does everything and returns Results; `initialise()` + `run()` are the
+    steps (the CLI uses them for --resume)."""
+
+    def __init__(self, cfg: cfgmod.Config, outdir=None, comm=MPI.COMM_WORLD):
+        if outdir is None:
+            import tempfile
+
+            outdir = comm.bcast(tempfile.mkdtemp(prefix="creep_cathode_") if comm.rank == 0 else None, root=0)
         self.cfg, self.outdir, self.comm = cfg, Path(outdir), comm
         self.rank0 = comm.rank == 0
         self.mech = None
-        self.contact = None
+
+    def solve(self) -> Results:
+        """Prepare the folder, run, and return the Results (also when the run failed: see
+        `summary["status"]`)."""
+        prepare_outdir(self.outdir, self.cfg, self.comm)
+        self.initialise()
+        self.run()
+        return Results(self.outdir)
 
     # ------------------------------------------------------------------------------------
     def initialise(self, resume: bool = False):
+        """Build the domain, the mechanics (with contact), the stepper and the outputs."""
         from . import domain
-        from .newton import minimise
+        from .contact.params import ContactParameters
+        from .contact.proximal import ProximalRelaxation
+        from .lithiation import UniformLithiation
+        from .mechanics import Mechanics
+        from .newton import NewtonSolver
+        from .protocol import parse_protocol, schedule
+        from .stepping import Stepper
+        from .units import Scaling
 
         cfg = self.cfg
         self.t_start = time.monotonic()
         self.wall_before, self.resumes = 0.0, 0  # earlier runs of this folder (--resume)
         self.wall_partial = False
-        self.dom = domain.build(cfg.rve, self.comm)
-        self.mech = mech = Mechanics(cfg, self.dom, self.comm)
-        if cfg.rve.kind != "block" and len(self.dom.bodies) > 1:
-            self._setup_contact()
-        mech.k_prox.value = 0.0
-        if self.contact is not None:
-            mech.k_prox.value = self.k_prox
-        self._minimise = minimise
-        ph = mech.phases
-        self.contact_cols = [f"contact_{a}_{b}" for a in ph for b in ph] + [f"contact_{a}_any" for a in ph]
+        self.scaling = scaling = Scaling.for_config(cfg)
+        self.dom = dom = domain.build(cfg.rve, self.comm, scaling)
+        contact = None
+        if cfg.rve.kind != "block" and len(dom.bodies) > 1:
+            contact = ContactParameters.from_config(cfg, [c.r for c in dom.circles], scaling)
+        self.contact_params = contact
+        self.tol = contact.tolerance if contact else 0.0
+        self.mech = mech = Mechanics(cfg, dom, scaling, self.comm, contact)
+        s = cfg.solver
+        self.newton = NewtonSolver(self.comm, atol=s.atol, rtol=s.rtol, dx_tol=1e-10 * max(mech.W, 1),
+                                   max_it=s.max_iterations, log=_log if s.log_newton and self.rank0 else None)
+        segments = schedule(parse_protocol(cfg.cycling.protocol), cfg.cycling.cycles, cfg.cycling.initial_theta)
+        self.segments = segments
+        active = [p for p in mech.phases if cfg.materials[p].active]
+        self.lithiation = UniformLithiation(segments, active, cfg.cycling.initial_theta)
+        self.proximal = None
+        hooks = []
+        if contact is not None:
+            self.proximal = ProximalRelaxation(contact.proximal_relaxations, contact.proximal_tolerance)
+            hooks.append(self.proximal)
+        self.stepper = Stepper(mech, self._solve, self.lithiation, s, hooks=hooks)
         self.ts = CSVTable(self.outdir / "timeseries.csv")
         self.cyc = CSVTable(self.outdir / "cycles.csv")
         self.fields = None
@@ -88,72 +153,17 @@ class Simulation:
             from .fields import FieldWriter
 
             self.fields = FieldWriter(mech, self.outdir / "fields", keep_existing=resume)
-        self.newton_total = 0
         return self
-
-    def _setup_contact(self):
-        from .contact import BarrierContact
-
-        cfg, mech, dom = self.cfg, self.mech, self.dom
-        radii = [c.r for c in dom.circles] or [min(dom.width, dom.height) / 4]
-        r_mean = float(np.mean(radii)) / mech.L0
-        gap = cfg.rve.min_gap / mech.L0
-        # default d̂: the boundary resolution near gaps (mesh_size/8), below half the smallest initial gap
-        h_gap = cfg.rve.mesh_size / 8 / mech.L0
-        dhat = cfg.contact.dhat / mech.L0 if cfg.contact.dhat else min(0.5 * gap if gap > 0 else 1e9, h_gap)
-        self.dhat = dhat
-        self.tol = cfg.contact.tolerance / mech.L0 if cfg.contact.tolerance else 0.5 * dhat
-        walls = {s: cfg.boundary.kind(s) == "roller" for s in ("left", "right", "bottom", "top")}
-        self.contact = BarrierContact(mech.V, dom.facet_tags, width=mech.W, height=mech.H, walls=walls,
-                                      dhat=dhat, kappa=cfg.contact.stiffness * mech.E_min / mech.S0,
-                                      comm=self.comm, bcs=mech.bcs)
-        mech.contact = self.contact
-        mech.set_hessian_projection(False)
-        self.k_prox = cfg.contact.proximal / r_mean**2
 
     # ------------------------------------------------------------------------------------
     def _solve(self) -> StepInfo:
-        s = self.cfg.solver
-        r = self._minimise(self.mech, self.mech.u, atol=s.atol, rtol=s.rtol, dx_tol=1e-10 * max(self.mech.W, 1),
-                           max_it=s.max_iterations, log=_log if s.log_newton and self.rank0 else None)
+        r = self.newton.minimise(self.mech, self.mech.u)
         return StepInfo(r.converged, r.iterations, r.reason, tuple(r.history))
 
     def _row(self, seg, info) -> dict:
-        mech = self.mech
-        row = {"time_s": self.stepper.t, "cycle": seg.cycle, "step": self.stepper.steps}
-        for p in mech.phases:
-            m = self.cfg.materials[p]
-            row[f"theta_{p}"] = mech.theta if m.active else 0.0
-        row.update(self._contact_metrics())
-        met = mech.metrics()
-        for p in mech.phases:
-            for k in ("vm_mean_{}_Pa", "vm_max_{}_Pa", "creep_eq_mean_{}"):
-                row[k.format(p)] = met[k.format(p)]
-        row["porosity"] = met["porosity"]
-        row["newton_iterations"] = info.iterations if info else 0
-        row["dt_s"] = mech.dt
-        row["proximal_energy_ratio"] = mech.last_proximal_ratio if info else 0.0
-        for k in ("solid_area_ratio", "width_change", "height_change"):
-            row[k] = met[k]
-        for p in mech.phases:
-            row[f"s33_mean_{p}_Pa"] = met[f"s33_mean_{p}_Pa"]
-            row[f"pressure_mean_{p}_Pa"] = met[f"pressure_mean_{p}_Pa"]
-        return row
-
-    def _contact_metrics(self) -> dict:
-        ph = self.mech.phases
-        out = {c: 0.0 for c in self.contact_cols}
-        if self.contact is None:
-            return out
-        lengths, totals = self.contact.contact_lengths(self.mech.u.x.array, self.tol, self.mech.tag2phase)
-        for a in ph:
-            tot = totals.get(a, 0.0)
-            if tot <= 0:
-                continue
-            for b in ph:
-                out[f"contact_{a}_{b}"] = lengths.get((a, b), 0.0) / tot
-            out[f"contact_{a}_any"] = lengths.get((a, "any"), 0.0) / tot
-        return out
+        st = self.stepper
+        probe = metrics.Probe(self.mech, self.tol, st.t, seg.cycle, st.steps, st.theta, info, self.proximal)
+        return metrics.row(probe)
 
     def _on_step(self, seg, info):
         _maybe_inject_failure(self.comm.rank, self.stepper.steps)
@@ -161,8 +171,8 @@ class Simulation:
         self.last_row = row
         if self.rank0:
             self.ts.append(row)
-        self.progress.update(seg.cycle, self.stepper.steps, self.stepper.t, self.mech.theta, self.mech.dt,
-                             info.iterations)
+        theta = max(self.stepper.theta.values(), default=0.0)
+        self.progress.update(seg.cycle, self.stepper.steps, self.stepper.t, theta, self.mech.dt, info.iterations)
         if self.fields is not None and self.cfg.output.fields == "every_step":
             self.fields.write(self.stepper.t)
         self._step_checkpoint()
@@ -180,37 +190,40 @@ class Simulation:
         if self.fields is not None and self.cfg.output.fields == "cycle_ends":
             self.fields.write(self.stepper.t)
         if self.cfg.output.fields != "none":  # deformed RVE for the maps and pores.csv
-            from .fields import snapshot
+            self._snapshot(f"snapshot_cycle{seg.cycle:03d}_{row['state']}.npz")
 
-            snapshot(self.mech, self.outdir / "fields" / f"snapshot_cycle{seg.cycle:03d}_{row['state']}.npz", self.comm)
+    def _snapshot(self, name: str):
+        from .fields import snapshot
+
+        snapshot(self.mech, self.outdir / "fields" / name, self.comm)
 
     # ------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
-        cfg = self.cfg
-        self.stepper = st = Stepper(cfg, self.mech, self._solve, self._on_step)
-        total = st.segments[-1].t1 if st.segments else 0.0
+        """Step through the whole protocol (from the checkpoint with `resume`); returns the
+        summary dict (status "completed" or "failed")."""
+        cfg, st = self.cfg, self.stepper
+        segs = self.segments
+        total = segs[-1].t1 if segs else 0.0
         self.progress = Progress(cfg.output.progress and self.rank0, total, cfg.cycling.cycles)
         self.cycle_rows, self.last_row = [], None
         start = 0
         if resume:
             start = self._resume()
         else:
-            self.mech.set_state(cfg.cycling.initial_theta, 0.0)
+            self.mech.set_state(st.theta, 0.0)
             self.mech.commit()
-            self.last_row = self._row(st.segments[0], None)
+            self.last_row = self._row(segs[0], None)
             if self.rank0:
                 self.ts.append(self.last_row)
             if cfg.output.fields != "none":
-                from .fields import snapshot
-
-                snapshot(self.mech, self.outdir / "fields" / "snapshot_cycle000_initial.npz", self.comm)
+                self._snapshot("snapshot_cycle000_initial.npz")
         status, reason, seg = "completed", None, None
         try:
-            for i in range(start, len(st.segments)):
-                seg = st.segments[i]
+            for i in range(start, len(segs)):
+                seg = segs[i]
                 self._seg_index = i
-                st.run_segment(seg, on_end=self._on_segment_end)
-                if i + 1 == len(st.segments) or st.segments[i + 1].cycle != seg.cycle:
+                st.run_segment(seg, on_step=self._on_step, on_end=self._on_segment_end)
+                if i + 1 == len(segs) or segs[i + 1].cycle != seg.cycle:
                     self._checkpoint(i + 1)
         except SolverFailure as e:
             status, reason = "failed", str(e)
@@ -221,29 +234,27 @@ class Simulation:
     def _checkpoint(self, next_segment: int):
         from . import checkpoint
 
-        st = self.stepper
         if self.rank0:
             self.ts.flush()
             self.cyc.flush()
-        meta = {"t": st.t, "dt": st.dt, "steps": st.steps, "newton_total": st.newton_total,
-                "segment": next_segment, "theta": self.mech.theta, "config_hash": cfgmod.physics_hash(self.cfg),
+        scalars, arrays = self.stepper.state_dict()
+        meta = {"stepper": scalars, "segment": next_segment, "config_hash": cfgmod.physics_hash(self.cfg),
                 "ts_rows": len(self.ts.rows), "cyc_rows": len(self.cyc.rows), "last_row": self.last_row,
-                "cycle_rows": self.cycle_rows, "dt_prev": st.dt_prev, "has_prev": st.du_prev is not None,
-                "rejected": dict(st.rejected), "recent_dt": list(st.recent_dt),
-                "wall_s": self.wall_before + time.monotonic() - self.t_start, "resumes": self.resumes}
+                "cycle_rows": self.cycle_rows, "wall_s": self.wall_before + time.monotonic() - self.t_start,
+                "resumes": self.resumes}
         t0 = time.perf_counter()
-        checkpoint.save(self.outdir, self.mech, meta, self.comm, du_prev=st.du_prev)
+        checkpoint.save(self.outdir, self.mech, meta, self.comm, arrays=arrays)
         self.mech.timers["checkpoint"] = self.mech.timers.get("checkpoint", 0.0) + time.perf_counter() - t0
 
     def _step_checkpoint(self):
         every = self.cfg.solver.checkpoint_every
-        st = self.stepper
-        if every and st.steps % every == 0:
+        if every and self.stepper.steps % every == 0:
             # mid-segment: resume re-enters the same segment at t
             self._checkpoint(self._seg_index)
 
     def _resume(self) -> int:
         from . import checkpoint
+        from dolfinx import fem
 
         meta = checkpoint.load_meta(self.outdir, self.comm)
         if meta is None:
@@ -252,25 +263,21 @@ class Simulation:
         if meta["config_hash"] != h:
             raise cfgmod.ConfigError(f"--resume refused: the physics part of the config changed since the "
                                      f"checkpoint (hash {meta['config_hash']} != {h})")
-        meta = checkpoint.restore(self.outdir, self.mech, self.comm)
-        st = self.stepper
-        if meta.get("has_prev"):
-            from dolfinx import fem
-
+        if "stepper" not in meta:
+            raise checkpoint.CheckpointError("checkpoint written by an older version of creep-cathode (no stepper "
+                                             "state): run the config again without --resume")
+        meta, arrays = checkpoint.restore(self.outdir, self.mech, self.comm)
+        for k, a in arrays.items():  # ghost values of the restored nodal arrays
             f = fem.Function(self.mech.V)
-            f.x.array[:] = meta["du_prev"]
+            f.x.array[:] = a
             f.x.scatter_forward()
-            st.du_prev, st.dt_prev = f.x.array.copy(), meta["dt_prev"]
-        st.t, st.dt, st.steps, st.newton_total = meta["t"], meta["dt"], meta["steps"], meta["newton_total"]
-        st.rejected.update(meta.get("rejected", {}))  # absent in checkpoints written before they were saved
-        st.recent_dt = list(meta.get("recent_dt", []))
-        # wall time up to the checkpoint (the work after it, redone now, is not counted twice);
-        # unknown in checkpoints written before it was saved: then only this run's is reported
+            arrays[k] = f.x.array.copy()
+        self.stepper.load_state_dict(meta["stepper"], arrays)
+        # wall time up to the checkpoint (the work after it, redone now, is not counted twice)
         self.wall_before = float(meta.get("wall_s", 0.0))
-        self.wall_partial = "wall_s" not in meta
         self.resumes = int(meta.get("resumes", 0)) + 1
         self.last_row, self.cycle_rows = meta["last_row"], meta["cycle_rows"]
-        self.mech.set_state(meta["theta"], 0.0)
+        self.mech.set_state(self.stepper.theta, 0.0)
         self.mech.refresh()
         if self.rank0:
             self.ts.rows = CSVTable.read(self.ts.path)[: meta["ts_rows"]]
@@ -278,7 +285,8 @@ class Simulation:
         return meta["segment"]
 
     def finish(self, status, reason, seg) -> dict:
-        mech, cfg = self.mech, self.cfg
+        """Close the outputs, write summary.json, pores.csv and the plots; returns the summary."""
+        mech, cfg, st = self.mech, self.cfg, self.stepper
         if self.fields is not None:
             self.fields.close()
         wall = time.monotonic() - self.t_start
@@ -289,12 +297,12 @@ class Simulation:
             "wall_time_this_run_s": wall,
             "resumes": self.resumes,
             "wall_time_partial": self.wall_partial,
-            "simulated_time_s": self.stepper.t,
-            "cycles_completed": max([r["cycle"] for r in self.cycle_rows if r["state"] == "delithiated"] or [0]),
+            "simulated_time_s": st.t,
+            "cycles_completed": max([r["cycle"] for r in metrics.in_state(self.cycle_rows, "delithiated")] or [0]),
             "cycle_reached": seg.cycle if seg is not None else 0,
-            "steps": self.stepper.steps,
-            "newton_iterations_total": self.stepper.newton_total,
-            "rejected_steps": dict(self.stepper.rejected),
+            "steps": st.steps,
+            "newton_iterations_total": st.newton_total,
+            "rejected_steps": dict(st.rejected),
             "dofs": mech.dofs(),
             "cells": self.comm.allreduce(mech.nc, op=MPI.SUM),
             "ranks": self.comm.size,
@@ -327,23 +335,27 @@ class Simulation:
         return summary
 
 
-def prepare_outdir(outdir, cfg, comm=MPI.COMM_WORLD, resume=False):
-    """Decide on rank 0 whether the folder is usable, broadcast, and write config.toml."""
-    err = None
-    if comm.rank == 0:
-        p = Path(outdir)
-        try:
-            if p.exists() and not p.is_dir():
-                err = f"output folder {outdir} exists and is not a folder"
-            else:
-                p.mkdir(parents=True, exist_ok=True)
-                atomic_write(p / "config.toml", cfgmod.to_toml(cfg))
-                write_json(p / "summary.json", {"status": "running", "config_hash": cfgmod.physics_hash(cfg)})
-        except OSError as e:
-            err = f"cannot write output folder {outdir}: {e.strerror or e}"
-    err = comm.bcast(err, root=0)
-    if err:
-        raise OSError(err)
+def _read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _structured(rows: list[dict]) -> np.ndarray:
+    """CSV rows (dicts) -> a NumPy structured array (numbers as float/int, text as str)."""
+    if not rows:
+        return np.zeros(0)
+    names = list(rows[0])
+    cols = []
+    for k in names:
+        vals = [r.get(k) for r in rows]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            cols.append(np.array(vals, dtype=np.int64))
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            cols.append(np.array(vals, dtype=float))
+        else:
+            cols.append(np.array([str(v) for v in vals]))
+    return np.rec.fromarrays(cols, names=names)
 
 
 def _log(msg):

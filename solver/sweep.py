@@ -133,7 +133,7 @@ def _run_mpi(sw, out: Path, k: int) -> None:
     from mpi4py import MPI
 
     from .simulation import Simulation, prepare_outdir
-    from .problem import SolverFailure
+    from .stepping import SolverFailure
 
     world = MPI.COMM_WORLD
     if k < 1 or world.size % k:

@@ -203,6 +203,10 @@ class ElasticSystem:
     def max_step(self, x, dx) -> float:
         return 1.0 if self.contact is None else self.contact.max_step(x, dx)
 
+    def set_hessian_projection(self, flag: bool) -> None:
+        if self.contact is not None:
+            self.contact.project_hessian = flag
+
     def reaction(self, dofs_local_owned) -> float:
         """Sum of the elastic internal forces on these (owned, local) DoFs."""
         vec = fp.assemble_vector(self.Rel_form)

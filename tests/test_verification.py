@@ -152,14 +152,14 @@ def test_newton_quadratic_convergence(tmp_path):
     prepare_outdir(tmp_path, cfg)
     sim = Simulation(cfg, tmp_path).initialise()
     hist = []
-    orig = sim._solve
+    orig = sim.stepper.solve
 
     def spy():
         info = orig()
         hist.append(info.history)
         return info
 
-    sim._solve = spy
+    sim.stepper.solve = spy
     sim.run()
     h = max(hist, key=len)
     h = [x for x in h if x > 1e-12 * h[0]]

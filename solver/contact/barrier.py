@@ -1,0 +1,136 @@
+r"""The IPC log-barrier and continuous collision detection on a collision surface (ipctk, NumPy in/out).
+
+(Li et al., "Incremental Potential Contact", ACM TOG 39(4), 2020; IPC Toolkit `ipctk`.)
+
+    B(x) = kappa * sum_k w_k * b(d_k^2) / dhat^3,   b(z) = -(z - dhat^2)^2 ln(z / dhat^2),
+
+over the unsigned distances d_k < dhat between each vertex and each segment of another body
+(or a wall), w_k = 1/2 x (rest length of the surface around the vertex) ("area weighting"):
+B is a boundary integral, independent of the mesh, and kappa is a stress (see
+`contact.barrier_pressure`). Rigid walls (`walls[side]`) are static segments along the box
+sides, extended beyond the corners. Vertices on a box side at rest never collide with that
+side's wall; same-body pairs are filtered out unless `self_contact`.
+
+Works on the deformed body-vertex positions xb (n, 2) (model units); gradients and Hessians are
+on the 2n collision DoFs, vertex-major. ipctk is fed coordinates divided by the length scale Lc
+(its CCD and broad-phase tolerances are absolute): B = kappa Lc^2 sum w^ b(d^2; dhat^2)/dhat^3
+in scaled variables equals the same B unscaled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+
+import ipctk
+
+from ..tags import SIDES
+from .geometry import WALL_ID, SurfaceGeometry
+
+
+class Barrier:
+    """Takes the SurfaceGeometry, dhat and kappa (model units), the length scale Lc fed to ipctk,
+    whether same-body pairs collide, and the ipctk (TBB) thread count."""
+
+    def __init__(self, geometry: SurfaceGeometry, dhat: float, kappa: float, length_scale: float,
+                 self_contact: bool = False, threads: int = 1):
+        if threads:
+            ipctk.set_num_threads(int(threads))
+        self.geometry = g = geometry
+        self.dhat, self.kappa = float(dhat), float(kappa)
+        if not (self.dhat > 0 and self.kappa > 0):
+            raise ValueError("contact: dhat and kappa must be positive")
+        self.Lc = float(length_scale)
+        self._dhat_n = self.dhat / self.Lc
+        self.potential = ipctk.BarrierPotential(self._dhat_n, self.kappa * self.Lc**2, True)
+        self.psd_method = ipctk.PSDProjectionMethod.CLAMP
+        n, W, H = g.n, g.width, g.height
+        ext = max(W, H)
+        ends = {"left": [(0.0, -ext), (0.0, H + ext)], "right": [(W, -ext), (W, H + ext)],
+                "bottom": [(-ext, 0.0), (W + ext, 0.0)], "top": [(-ext, H), (W + ext, H)]}
+        wv, we, patch = [], [], list(g.vbody)
+        excl = {}
+        for s in (s for s in SIDES if g.walls[s]):
+            i0 = n + len(wv)
+            wv += ends[s]
+            we.append((i0, i0 + 1))
+            patch += [WALL_ID[s], WALL_ID[s]]
+            for p in np.flatnonzero(g.on_side[s]):
+                excl[(int(p), i0)] = False
+                excl[(int(p), i0 + 1)] = False
+        self.n_wall_vertices = len(wv)
+        rest = np.vstack([g.X, np.array(wv, float).reshape(-1, 2)])
+        edges = np.vstack([g.E, np.array(we, np.int32).reshape(-1, 2)]).astype(np.int32)
+        self.rest = np.asfortranarray(rest)  # bodies first, then the static wall ends
+        self.cm = ipctk.CollisionMesh(np.asfortranarray(rest / self.Lc), np.asfortranarray(edges),
+                                      np.zeros((0, 3), dtype=np.int32))
+        filt = ipctk.make_static_obstacle_filter(n)
+        if not self_contact:
+            filt = filt & ipctk.make_vertex_patches_filter(np.array(patch, dtype=np.int32))
+        if excl:
+            filt = filt & ipctk.make_sparse_filter(excl, True)
+        self.cm.can_collide = filt
+        self._key = None
+        self.initial_min_distance = self.min_distance(g.X)
+        if not self.initial_min_distance > 0:
+            raise ValueError("contact: bodies touch or overlap in the reference configuration (a particle "
+                             "vertex at distance 0 from another particle or a rigid wall)")
+
+    def positions(self, xb) -> np.ndarray:
+        """All collision-mesh vertices: the body vertices xb, then the static wall ends."""
+        x = self.rest.copy()
+        x[: self.geometry.n] = xb
+        return x
+
+    def _state(self, xb):
+        """(scaled positions, active collisions), cached for the last xb."""
+        key = np.ascontiguousarray(xb).tobytes()
+        if self._key != key:
+            xn = np.asfortranarray(self.positions(xb) / self.Lc)
+            col = ipctk.NormalCollisions()
+            col.use_area_weighting = True
+            col.build(self.cm, xn, self._dhat_n)
+            self._key, self._xn, self._collisions = key, xn, col
+        return self._xn, self._collisions
+
+    def num_active(self, xb) -> int:
+        """Number of vertex-segment pairs closer than dhat."""
+        return len(self._state(xb)[1])
+
+    def energy(self, xb) -> float:
+        """B at positions xb."""
+        x, col = self._state(xb)
+        return float(self.potential(col, self.cm, x)) if len(col) else 0.0
+
+    def gradient(self, xb) -> np.ndarray:
+        """dB/dx on the 2n collision DoFs (vertex-major)."""
+        x, col = self._state(xb)
+        if not len(col):
+            return np.zeros(2 * self.geometry.n)
+        return np.asarray(self.potential.gradient(col, self.cm, x))[: 2 * self.geometry.n] / self.Lc
+
+    def hessian(self, xb, project: bool) -> sp.csr_matrix:
+        """d2B/dx2 on the 2n collision DoFs (CSR), exact or projected per collision onto the PSD cone."""
+        x, col = self._state(xb)
+        m = 2 * self.geometry.n
+        if not len(col):
+            return sp.csr_matrix((m, m))
+        method = self.psd_method if project else ipctk.PSDProjectionMethod.NONE
+        Hs = self.potential.hessian(col, self.cm, x, project_hessian_to_psd=method)
+        return sp.csr_matrix(Hs)[:m, :m] / self.Lc**2
+
+    def max_step(self, xb0, xb1) -> float:
+        """Largest alpha in (0, 1] such that the straight path xb0 -> xb1 is collision free
+        (ipctk tight-inclusion CCD with its conservative rescaling: keeps >= 20 % of every gap)."""
+        x0, x1 = self.positions(xb0), self.positions(xb1)
+        return float(ipctk.compute_collision_free_stepsize(self.cm, np.asfortranarray(x0 / self.Lc),
+                                                           np.asfortranarray(x1 / self.Lc)))
+
+    def min_distance(self, xb) -> float:
+        """Smallest distance among active collisions (inf when none is closer than dhat)."""
+        x, col = self._state(xb)
+        if not len(col):
+            return math.inf
+        return float(np.sqrt(col.compute_minimum_distance(self.cm, x))) * self.Lc

@@ -1,0 +1,272 @@
+r"""Quasi-static finite-strain chemo-mechanics of the RVE: the discrete incremental potential.
+
+Equilibrium  Div P = 0  (plane strain, per unit thickness) is solved as the minimisation of the
+incremental potential of a variational constitutive update (Ortiz & Stainier 1999):
+
+    Π(u) = ∫ W(F; state_n, Δt) dX  +  barrier contact  +  p ∫ N·u dS  +  ½ k_prox ∫ |u - u_n|² dX,
+
+where W is the step energy of each phase's material-point law (creep_cathode.laws; for Hencky +
+Norton: the Hencky energy plus the Norton dissipation of the backward-Euler step), evaluated at
+quadrature points by `MaterialPoints` (P = ∂W/∂F and the algorithmic tangent ∂P/∂F come from
+the same update). `Mechanics` is the `newton.System` that Newton minimises each step and the
+`stepping.SteppableProblem` that the Stepper advances.
+
+Model units (creep_cathode.units): lengths in L0, stresses in S0; the mesh arrives in them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from . import dolfinx_env  # noqa: F401
+import basix
+import basix.ufl
+import dolfinx.fem.petsc as fp
+import ufl
+from dolfinx import fem
+from mpi4py import MPI
+from petsc4py import PETSc
+
+from .boundary import BoundaryConditions
+from .domain import Domain
+from .material_points import MaterialPoints
+
+
+def psd_project(D):
+    """Nearest positive semi-definite tangent, point by point: D (npts, 4, 4), the in-plane dP/dF
+    as a matrix over (F11, F12, F21, F22), symmetrised, negative eigenvalues set to zero."""
+    D = 0.5 * (D + np.swapaxes(D, 1, 2))
+    lam, Q = np.linalg.eigh(D)
+    if lam.min(initial=0.0) >= 0.0:
+        return D
+    return np.einsum("pik,pk,pjk->pij", Q, np.maximum(lam, 0.0), Q)
+
+
+class Mechanics:
+    """Discrete mechanics of one Domain: spaces, quadrature points, forms, assembly.
+
+    Takes the Config, the Domain (mesh in model units), the Scaling, the communicator and the
+    ContactParameters (None: no contact, e.g. a block)."""
+
+    def __init__(self, cfg, dom: Domain, scaling, comm=MPI.COMM_WORLD, contact=None):
+        self.cfg, self.dom, self.scaling, self.comm = cfg, dom, scaling, comm
+        msh = dom.mesh
+        self.L0, self.S0 = scaling.length, scaling.stress
+        self.W, self.H = dom.width / self.L0, dom.height / self.L0
+        deg = cfg.solver.element_degree
+        q = cfg.solver.quadrature_degree or max(1, 2 * (deg - 1))
+        self.deg, self.q = deg, q
+        self.V = fem.functionspace(msh, ("Lagrange", deg, (2,)))
+        self.u = fem.Function(self.V, name="u")
+        self.u_n = fem.Function(self.V)  # anchor of the proximal term: the last converged step
+        self._quadrature_points(msh, q)
+        self._phases(cfg, dom)
+        self.points = MaterialPoints(cfg.used_materials(), self.qphase, cfg.cycling.temperature, scaling)
+        nq = self.nc * self.nqp
+        self.vm_q, self.sig_q, self.J_q = np.zeros(nq), np.zeros((nq, 4)), np.ones(nq)
+        self.bc = BoundaryConditions(self.V, dom.facet_tags, cfg.boundary, scaling, deg)
+        self.bcs = self.bc.dirichlet
+        self._forms(msh, q)
+        self.contact = None
+        self.project_tangent = False  # PSD-project the material tangent (Newton's fallback)
+        if contact is not None:
+            from .contact import BarrierContact
+
+            self.contact = BarrierContact(self.V, dom.facet_tags, width=self.W, height=self.H, walls=contact.walls,
+                                          dhat=contact.dhat, kappa=contact.kappa, comm=comm, bcs=self.bcs)
+            self._project_contact_always = contact.project_hessian
+            self.contact.project_hessian = contact.project_hessian
+            self.k_prox.value = contact.proximal
+        self.timers = {"constitutive": 0.0, "assembly": 0.0}
+        self._cache = None  # (u, (F, response), with tangent, dt) of the last constitutive update
+        self.dt = 0.0
+
+    # ---------------------------------------------------------------- set-up
+    def _quadrature_points(self, msh, q):
+        cell = msh.basix_cell()
+        self.QT = fem.functionspace(msh, basix.ufl.quadrature_element(cell, value_shape=(2, 2), degree=q))
+        self.QD = fem.functionspace(msh, basix.ufl.quadrature_element(cell, value_shape=(2, 2, 2, 2), degree=q))
+        self.P = fem.Function(self.QT)
+        self.D = fem.Function(self.QD)
+        tdim = msh.topology.dim
+        self.nc = msh.topology.index_map(tdim).size_local
+        self.cells = np.arange(self.nc, dtype=np.int32)
+        pts, wts = basix.make_quadrature(basix.CellType.triangle, q)
+        self.nqp = len(wts)
+        self.qdofs = self.QT.dofmap.list[: self.nc].reshape(-1)
+        self.grad_expr = fem.Expression(ufl.grad(self.u), pts)
+        detJ = fem.Expression(abs(ufl.JacobianDeterminant(msh)), pts).eval(msh, self.cells).reshape(self.nc, -1)
+        self.wdet = (detJ * wts[None, :]).reshape(-1)  # reference area weight per quadrature point
+
+    def _phases(self, cfg, dom):
+        self.phases = list(cfg.used_materials())
+        self.tag2phase = {t: p for t, p in dom.bodies}
+        cell_phase = np.full(self.nc, -1, dtype=np.int32)
+        for t, p in dom.bodies:
+            c = dom.cell_tags.find(t)
+            c = c[c < self.nc]
+            cell_phase[c] = self.phases.index(p)
+        if (cell_phase < 0).any():
+            raise RuntimeError("mesh has cells outside any body (pores meshed?)")
+        self.cell_phase = cell_phase
+        self.qphase = np.repeat(cell_phase, self.nqp)
+
+    def _forms(self, msh, q):
+        v, du = ufl.TestFunction(self.V), ufl.TrialFunction(self.V)
+        dx = ufl.dx(metadata={"quadrature_degree": q})
+        i, j, k, l = ufl.indices(4)
+        G = ufl.grad(v)
+        self.k_prox = fem.Constant(msh, PETSc.ScalarType(0.0))
+        R = ufl.inner(self.P, G) * dx + self.k_prox * ufl.inner(self.u - self.u_n, v) * dx
+        a = self.D[i, j, k, l] * ufl.grad(du)[k, l] * G[i, j] * dx + self.k_prox * ufl.inner(du, v) * dx
+        E_prox = 0.5 * self.k_prox * ufl.inner(self.u - self.u_n, self.u - self.u_n) * dx
+        R = R + self.bc.residual_terms(v)
+        E_extra = E_prox + self.bc.energy_terms(self.u)
+        self.R_form, self.a_form, self.E_form = fem.form(R), fem.form(a), fem.form(E_extra)
+        self.E_prox_form = fem.form(E_prox)
+        self.A = fp.create_matrix(self.a_form)
+        self.A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
+        self.b = fp.create_vector(self.V)
+
+    # ---------------------------------------------------------------- state (SteppableProblem)
+    def set_state(self, theta: dict, dt: float):
+        """Material properties at theta ({phase: value}, creep_cathode.lithiation) and the step size."""
+        self.dt = dt
+        self._cache = None
+        self.points.set_state(theta, dt)
+
+    def get_u(self) -> np.ndarray:
+        """The local displacement array (a view)."""
+        return self.u.x.array
+
+    def set_u(self, u_array) -> None:
+        self.u.x.array[:] = u_array
+
+    def anchor(self) -> np.ndarray:
+        """The proximal term's anchor u_n (a view)."""
+        return self.u_n.x.array
+
+    def set_anchor(self, u_array) -> None:
+        self.u_n.x.array[:] = u_array
+
+    def _update(self, u_array, tangent):
+        c = self._cache
+        if c is not None and (c[2] or not tangent) and c[3] == self.dt and np.array_equal(c[0], u_array):
+            return c[1]
+        self.u.x.array[:] = u_array
+        F = self.grad_expr.eval(self.dom.mesh, self.cells).reshape(-1, 2, 2)
+        F[:, 0, 0] += 1.0
+        F[:, 1, 1] += 1.0
+        t0 = time.perf_counter()
+        r = self.points.update(F, tangent)
+        self.timers["constitutive"] += time.perf_counter() - t0
+        self._cache = (np.array(u_array, copy=True), (F, r), tangent, self.dt)
+        return F, r
+
+    def _stored_energy(self, u_array) -> float:
+        """∫ W dX over the bulk (all ranks)."""
+        F, r = self._update(u_array, tangent=False)
+        W = self.points.energy_density(r, F)
+        return self.comm.allreduce(float(np.sum(W * self.wdet)), op=MPI.SUM)
+
+    # ---------------------------------------------------------------- Newton system
+    def energy(self, u_array) -> float:
+        """Π(u): bulk step energy + pressure + proximal + contact; inf where inadmissible."""
+        e = self._stored_energy(u_array)
+        if not np.isfinite(e):
+            return math.inf
+        e += self.comm.allreduce(fem.assemble_scalar(self.E_form), op=MPI.SUM)
+        if self.contact is not None:
+            e += self.contact.energy(u_array)
+        return e
+
+    def assemble(self, u_array):
+        """(b, A) = (∇Π, ∇²Π) at u; Dirichlet rows of b zeroed, of A identity."""
+        F, r = self._update(u_array, tangent=True)
+        self.P.x.array.reshape(-1, 4)[self.qdofs] = r.P.reshape(-1, 4)
+        D = r.dPdF.reshape(-1, 4, 4)
+        if self.project_tangent:
+            D = psd_project(D)
+        self.D.x.array.reshape(-1, 16)[self.qdofs] = D.reshape(-1, 16)
+        self.P.x.scatter_forward()
+        self.D.x.scatter_forward()
+        t0 = time.perf_counter()
+        b, A = self.b, self.A
+        with b.localForm() as bl:
+            bl.set(0.0)
+        fp.assemble_vector(b, self.R_form)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        A.zeroEntries()
+        fp.assemble_matrix(A, self.a_form, bcs=self.bcs)
+        A.assemble()
+        if self.contact is not None:
+            self.contact.add_gradient(b, u_array)
+            self.contact.add_hessian(A, u_array)
+            A.assemble()  # contact adds nothing to Dirichlet rows/columns (bcs given to it)
+        b.array[self.bc.dirichlet_owned] = 0.0
+        self.timers["assembly"] += time.perf_counter() - t0
+        return b, A
+
+    def set_hessian_projection(self, flag: bool):
+        """Newton's switch for the PSD projection of the Hessian where the exact one gave no descent
+        direction: the barrier Hessian (always projected when `contact.project_hessian` is set) and
+        the material tangent, point by point (Hencky elasticity is not convex at large strains, e.g.
+        Se squeezed into a closing pore)."""
+        self.project_tangent = bool(flag)
+        if self.contact is not None:
+            self.contact.project_hessian = bool(flag) or self._project_contact_always
+
+    def max_step(self, u_array, du_array) -> float:
+        """Largest collision-free fraction of the step du (1.0 without contact)."""
+        if self.contact is None:
+            return 1.0
+        return self.contact.max_step(u_array, du_array)
+
+    # ---------------------------------------------------------------- after a step
+    def commit(self):
+        """Accept the converged step: update internal variables, stresses for metrics, and u_n."""
+        F, r = self._update(self.u.x.array, tangent=False)
+        self.points.commit(r)
+        self.vm_q = r.vm
+        self.sig_q = r.sigma
+        self.J_q = F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0]
+        self.u_n.x.array[:] = self.u.x.array
+        self._cache = None  # the internal variables changed
+
+    def refresh(self):
+        """Recompute stresses for metrics at the current u without touching the internal variables."""
+        F, r = self._update(self.u.x.array, tangent=False)
+        self.vm_q, self.sig_q = r.vm, r.sigma
+        self.J_q = F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0]
+
+    def proximal_ratio(self, u_array) -> float:
+        """Proximal energy of the step relative to the stored (bulk step) energy: a diagnostic that
+        the regularisation of floating particles does not drive the answer."""
+        if float(self.k_prox.value) == 0.0:
+            return 0.0
+        W = self._stored_energy(u_array)
+        self.u.x.array[:] = u_array
+        Ep = self.comm.allreduce(fem.assemble_scalar(self.E_prox_form), op=MPI.SUM)
+        return Ep / W if W > 0 else 0.0
+
+    def max_creep_increment(self) -> float:
+        """Creep increment of the step at the `creep_increment_quantile` (default 0.99; 1 = the
+        largest) among points that keep at least half of their trial stress. Points that relax
+        (nearly) completely within the step (stress concentrations at point contacts with a high
+        exponent) are resolved by backward Euler's stability, not by the step size, and do not
+        limit it."""
+        F, r = self._update(self.u.x.array, tangent=False)
+        m = r.ratio >= 0.5 if r.ratio is not None else slice(None)
+        d = np.asarray(r.deps[m], dtype=float).ravel()
+        q = self.cfg.solver.creep_increment_quantile
+        if q >= 1.0:
+            return self.comm.allreduce(float(d.max()) if d.size else 0.0, op=MPI.MAX)
+        d = np.concatenate(self.comm.allgather(d)) if self.comm.size > 1 else d
+        return float(np.quantile(d, q)) if d.size else 0.0
+
+    def dofs(self) -> int:
+        """Global number of displacement DoFs."""
+        return self.V.dofmap.index_map.size_global * self.V.dofmap.index_map_bs

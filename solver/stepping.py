@@ -1,0 +1,231 @@
+"""Adaptive time stepping over the protocol schedule (no DOLFINx).
+
+`Stepper` advances a problem through the segments of the cycling schedule: for each step it asks
+the lithiation provider for theta, sets the problem's state, predicts, solves (Newton, given as a
+callable), checks the step (creep increment), runs the post-solve hooks (e.g. proximal
+relaxation), commits and reports. `StepController` owns the step size: it proposes a step, cuts
+it after a rejection and grows it after an easy step (DESIGN §2: cut and retry when Newton
+fails, grow when it is easy, never step over a protocol boundary, bounded creep increment).
+
+The problem (a `SteppableProblem`) is seen only through NumPy arrays, so both classes are
+testable without DOLFINx.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+
+class SolverFailure(RuntimeError):
+    """The mechanics could not be advanced (Newton failed after all cut-backs)."""
+
+
+@dataclass
+class StepInfo:
+    """The outcome of one solve: converged, Newton iterations, reason, residual history."""
+
+    converged: bool
+    iterations: int
+    reason: str = ""
+    history: tuple = ()
+
+
+class SteppableProblem(Protocol):
+    """What the Stepper needs of a problem (u: the local NumPy array of the unknowns)."""
+
+    def set_state(self, theta: dict, dt: float) -> None: ...  # noqa: E704
+    def get_u(self) -> np.ndarray: ...  # noqa: E704
+    def set_u(self, u: np.ndarray) -> None: ...  # noqa: E704
+    def energy(self, u: np.ndarray) -> float: ...  # noqa: E704
+    def max_step(self, u: np.ndarray, du: np.ndarray) -> float: ...  # noqa: E704
+    def max_creep_increment(self) -> float: ...  # noqa: E704
+    def commit(self) -> None: ...  # noqa: E704
+
+
+class StepController:
+    """The step size. Takes the [solver] settings (dt_initial, dt_min, dt_max, growth,
+    easy_iterations, hard_iterations, max_creep_increment, max_cutbacks)."""
+
+    def __init__(self, settings):
+        self.s = settings
+        self.dt = settings.dt_initial
+        self.cuts = 0  # consecutive cut-backs of the current step
+
+    def propose(self, t: float, t_end: float, limit: float = math.inf) -> float:
+        """The next step from time t: at most the current step size, dt_max, `limit` (e.g. from
+        the lithiation rate) and what is left of the segment; a remainder shorter than 1e-6 of
+        the step is absorbed into it."""
+        dt = min(self.dt, self.s.dt_max, t_end - t)
+        dt = min(dt, limit)
+        if t_end - (t + dt) < 1e-6 * dt:
+            dt = t_end - t
+        return dt
+
+    def can_reject(self, dt: float) -> bool:
+        """Whether a converged step of size dt may still be refused for its creep increment."""
+        return dt > self.s.dt_min * 1.0001
+
+    def reject(self, dt: float, creep_increment: float = 0.0) -> bool:
+        """Shorten after a rejected step of size dt: by half, or to 0.8 of the step whose creep
+        increment would have met the bound. Returns False when the cut-backs are exhausted."""
+        s = self.s
+        self.cuts += 1
+        if self.cuts > s.max_cutbacks or dt <= s.dt_min * 1.0001:
+            return False
+        fac = 0.5
+        if creep_increment > s.max_creep_increment:
+            fac = min(0.5, 0.8 * s.max_creep_increment / creep_increment)
+        self.dt = max(dt * fac, s.dt_min)
+        return True
+
+    def accept(self, dt: float, iterations: int, creep_increment: float) -> None:
+        """After an accepted step of size dt: grow after an easy step (few Newton iterations and
+        half the creep bound at most), shrink after a hard one, unless the step was shortened
+        (by a protocol boundary or a limit), which says nothing about the step size."""
+        s = self.s
+        self.cuts = 0
+        if dt >= 0.999 * min(self.dt, s.dt_max):
+            easy = iterations <= s.easy_iterations and creep_increment < 0.5 * s.max_creep_increment
+            hard = iterations > s.hard_iterations
+            self.dt = min(dt * s.growth, s.dt_max) if easy else (max(0.7 * dt, s.dt_min) if hard else dt)
+
+    def state_dict(self) -> dict:
+        return {"dt": self.dt}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.dt = d["dt"]
+
+
+class Stepper:
+    """Takes the problem, the solve callable (-> StepInfo), the lithiation provider
+    (creep_cathode.lithiation), the [solver] settings, post-solve hooks (callables
+    hook(problem, solve) -> Newton iterations spent) and a log callable.
+
+    `run_segment(seg, on_step, on_end)` advances through one protocol segment; counters:
+    t, steps, newton_total, rejected (by cause)."""
+
+    def __init__(self, problem: SteppableProblem, solve: Callable[[], StepInfo], lithiation, settings,
+                 hooks=(), log=print):
+        self.problem, self.solve, self.lithiation, self.s = problem, solve, lithiation, settings
+        self.hooks = list(hooks)
+        self.log = log
+        self.controller = StepController(settings)
+        self.t = 0.0
+        self.steps = 0
+        self.newton_total = 0
+        self.rejected = {"newton": 0, "creep_increment": 0}  # steps redone with a shorter dt, by cause
+        self.recent_dt: list[float] = []  # accepted steps of the current protocol step (stall check)
+        self.du_prev, self.dt_prev = None, 1.0
+        self.theta = lithiation.theta_at(None, 0.0)
+
+    @property
+    def dt(self) -> float:
+        return self.controller.dt
+
+    # ------------------------------------------------------------------ one step's parts
+    def _predict(self, u_old, dt):
+        """Linear extrapolation of the last increment, capped by collision detection; kept only
+        when its incremental energy is finite (no inverted element)."""
+        if self.du_prev is None or not self.s.predictor:
+            return
+        pb = self.problem
+        d = self.du_prev * (dt / self.dt_prev)
+        a = pb.max_step(u_old, d)
+        a = 1.0 if a >= 1.0 else 0.9 * a
+        if a <= 0:
+            return
+        trial = u_old + a * d
+        pb.set_u(trial if math.isfinite(pb.energy(trial)) else u_old)
+
+    def _solve_with_continuations(self, dt) -> StepInfo:
+        info = self.solve()
+        for _ in range(self.s.newton_continuations):
+            # an iteration limit is not a divergence: the minimiser only ever lowers the energy,
+            # so go on from where it stopped (same dt) before cutting the step
+            if info.converged or not info.reason.startswith("no convergence"):
+                break
+            self.newton_total += info.iterations
+            if self.s.log_newton:
+                self.log(f"  continuing the minimisation (dt = {dt:.3g} s): {info.reason}")
+            info = self.solve()
+        self.newton_total += info.iterations
+        return info
+
+    def _check_stall(self, seg, dt: float) -> None:
+        """A contact state the mechanics cannot get past shows as ever smaller steps that still
+        converge; end it as a failure instead of crawling on for days."""
+        s = self.s
+        recent = self.recent_dt = (self.recent_dt + [dt])[-s.stall_steps:]
+        if (s.stall_fraction > 0 and len(recent) == s.stall_steps and seg.t1 > seg.t0
+                and sum(recent) < s.stall_fraction * (seg.t1 - seg.t0)):
+            raise SolverFailure(f"stalled at t = {self.t + dt:.6g} s (cycle {seg.cycle}, '{seg.step.text}', "
+                                f"theta = {seg.theta(self.t + dt):.4f}): the last {s.stall_steps} steps covered "
+                                f"{sum(recent):.3g} s, less than {s.stall_fraction:g} of the step's "
+                                f"{seg.t1 - seg.t0:.3g} s (a contact state the mechanics cannot get past?)")
+
+    # ------------------------------------------------------------------ a segment
+    def run_segment(self, seg, on_step=None, on_end=None):
+        """Advance through protocol segment `seg`; on_step(seg, info) after each accepted step,
+        on_end(seg) at its end. Raises SolverFailure when a step fails after all cut-backs."""
+        s, pb, ctl = self.s, self.problem, self.controller
+        eps_t = 1e-9 * max(1.0, seg.t1)
+        ctl.cuts = 0
+        if self.t <= seg.t0 + eps_t:
+            self.du_prev = None  # no predictor across a protocol boundary
+            self.recent_dt = []
+        while self.t < seg.t1 - eps_t:
+            dt = ctl.propose(self.t, seg.t1, self.lithiation.dt_limit(seg, s.max_theta_increment))
+            t_new = self.t + dt
+            theta = self.lithiation.theta_at(seg, t_new)
+            pb.set_state(theta, dt)
+            u_old = pb.get_u().copy()
+            self._predict(u_old, dt)
+            info = self._solve_with_continuations(dt)
+            ok, reason = info.converged, info.reason
+            dmax = pb.max_creep_increment() if ok else 0.0
+            if ok and dmax > s.max_creep_increment and ctl.can_reject(dt):
+                ok, reason = False, f"creep increment {dmax:.3g} > max_creep_increment"
+            if not ok:
+                pb.set_u(u_old)
+                self.rejected["creep_increment" if info.converged else "newton"] += 1
+                if s.log_newton:
+                    self.log(f"  step rejected (dt = {dt:.3g} s): {reason}")
+                if not ctl.reject(dt, dmax):
+                    raise SolverFailure(f"step at t = {self.t:.6g} s (cycle {seg.cycle}, '{seg.step.text}') failed "
+                                        f"after {ctl.cuts - 1} cut-backs (dt = {dt:.3g} s): {reason}")
+                continue
+            for hook in self.hooks:
+                self.newton_total += hook(pb, self.solve)
+            self.du_prev, self.dt_prev = pb.get_u() - u_old, dt
+            self._check_stall(seg, dt)
+            pb.commit()
+            self.t, self.theta = t_new, theta
+            self.steps += 1
+            ctl.accept(dt, info.iterations, dmax)
+            if on_step:
+                on_step(seg, info)
+        if on_end:
+            on_end(seg)
+
+    # ------------------------------------------------------------------ restart
+    def state_dict(self) -> tuple[dict, dict]:
+        """(scalars, arrays) to restore this stepper exactly: time, counters, step size, the
+        stall window and the predictor's last increment (an array of the problem's unknowns)."""
+        scalars = {"t": self.t, "steps": self.steps, "newton_total": self.newton_total,
+                   "rejected": dict(self.rejected), "recent_dt": list(self.recent_dt), "dt_prev": self.dt_prev,
+                   "has_prev": self.du_prev is not None, "theta": self.theta, **self.controller.state_dict()}
+        return scalars, ({"du_prev": self.du_prev} if self.du_prev is not None else {})
+
+    def load_state_dict(self, scalars: dict, arrays: dict) -> None:
+        """Restore what state_dict returned."""
+        self.t, self.steps, self.newton_total = scalars["t"], scalars["steps"], scalars["newton_total"]
+        self.rejected.update(scalars.get("rejected", {}))
+        self.recent_dt = list(scalars.get("recent_dt", []))
+        self.controller.load_state_dict(scalars)
+        self.theta = scalars["theta"]
+        if scalars.get("has_prev"):
+            self.du_prev, self.dt_prev = arrays["du_prev"], scalars["dt_prev"]
