@@ -376,7 +376,7 @@ def _fmt(x: float | None, scale: float = 1.0, digits: int = 3) -> str:
 def format_table(directory: str | Path | None = None) -> str:
     """The library as a text table, then each entry's sources."""
     entries = load_library(directory)
-    rows = [("name", "role", "formula", "E [GPa]", "nu", "dV [%]", "creep", "T_m [K]", "lithiated")]
+    rows = [("name", "phase", "formula", "E [GPa]", "nu", "dV [%]", "creep", "T_m [K]", "lithiated")]
     for name in sorted(entries, key=str.lower):
         e = get_entry(name, directory)
         J = e.value("volume_ratio_lithiated")
