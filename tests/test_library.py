@@ -228,3 +228,9 @@ def test_cli_materials_unknown_name_exit_2():
     rc, out, err = _run(["materials", "Unobtainium"])
     assert rc == 2 and not out
     assert len(err.strip().splitlines()) == 1 and "unknown material 'Unobtainium'" in err
+
+
+def test_docs_table_lists_every_entry():
+    doc = (ROOT / "docs" / "materials.md").read_text()
+    for path in FILES:
+        assert f"| {tomllib.loads(path.read_text())['name']} " in doc, path.name
