@@ -37,7 +37,7 @@ from pathlib import Path
 
 from .config import ConfigError
 
-__all__ = ["KINDS", "Entry", "library_dir", "load_library", "get_entry", "check_entry", "resolve_materials",
+__all__ = ["KINDS", "Entry", "UnknownMaterial", "library_dir", "load_library", "get_entry", "check_entry", "resolve_materials",
            "expand_short_forms", "entry_for_material", "format_table", "format_entry"]
 
 KINDS = ("measured", "DFT", "assumed", "calibrated")
@@ -53,6 +53,10 @@ _LITHIATED_KEYS = {"name", "formula", "youngs_modulus", "poisson_ratio", "creep"
                    "composition", "products", "note"}
 _COMPOSITION_KEYS = {"formula", "ref", "note", "sites"}
 _ROLES = ("active", "framework", "electrolyte", "anode")
+
+
+class UnknownMaterial(ConfigError):
+    """No library entry of that name or alias."""
 
 
 def library_dir() -> Path:
@@ -156,7 +160,7 @@ def get_entry(name: str, directory: str | Path | None = None) -> Entry:
     if entry is None:
         entry = next((e for e in entries.values() if name in (e.data.get("aliases") or [])), None)
     if entry is None:
-        raise ConfigError(f"materials library: unknown material {name!r} (known: {_known(entries)})")
+        raise UnknownMaterial(f"materials library: unknown material {name!r} (known: {_known(entries)})")
     problems = check_entry(entry)
     if problems:
         raise ConfigError(f"{entry.path.name}: {problems[0]}")
@@ -335,10 +339,10 @@ def resolve_materials(data: dict, directory: str | Path | None = None) -> dict:
             raise ConfigError(f"materials.{phase}.use: must be the name of a library material (a string)")
         try:
             entry = get_entry(name, directory)
-        except ConfigError as e:
-            if "unknown material" in str(e):
-                raise ConfigError(f"materials.{phase}.use: unknown library material {name!r} "
-                                  f"(known: {_known(load_library(directory))}; see `creep-cathode materials`)") from None
+        except UnknownMaterial:
+            raise ConfigError(f"materials.{phase}.use: unknown library material {name!r} "
+                              f"(known: {_known(load_library(directory))}; see `creep-cathode materials`)") from None
+        except ConfigError as e:  # a broken library file: name it
             raise ConfigError(f"materials.{phase}.use = {name!r}: {e}") from None
         changed: list[str] = []
         over = {k: v for k, v in tab.items() if k != "use"}
