@@ -1,4 +1,4 @@
-"""Command line: creep-cathode {check, mesh, run, report, sweep, collect}.
+"""Command line: creep-cathode {check, mesh, run, report, sweep, collect, materials}.
 
 Exit codes: 0 success; 2 bad config or input (one line naming the key); 3 solver failure (the
 run folder says `failed` and why); 4 file-system error; 1 unexpected internal error.
@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--case", type=int, default=None, help="run only case I (used by the SLURM array)")
     co = sub.add_parser("collect", help="aggregate a sweep folder into sweep.csv")
     co.add_argument("dir")
+    ma = sub.add_parser("materials", help="list the cited materials library (configs/materials/), or show one entry")
+    ma.add_argument("name", nargs="?", help="an entry (e.g. Se): every value with its kind and citation")
     return p
 
 
@@ -127,6 +129,15 @@ def cmd_collect(args) -> int:
     return EXIT_OK
 
 
+def cmd_materials(args) -> int:
+    from .library import format_entry, format_table
+
+    text = format_entry(args.name) if args.name else format_table()
+    if _rank() == 0:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from .config import ConfigError
@@ -137,7 +148,7 @@ def main(argv=None) -> int:
         PackingError = ConfigError
     try:
         return {"check": cmd_check, "mesh": cmd_mesh, "run": cmd_run, "report": cmd_report,
-                "sweep": cmd_sweep, "collect": cmd_collect}[args.cmd](args)
+                "sweep": cmd_sweep, "collect": cmd_collect, "materials": cmd_materials}[args.cmd](args)
     except ConfigError as e:
         _say(f"error: {e}")
         return EXIT_CONFIG

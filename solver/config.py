@@ -341,6 +341,9 @@ def _message(e: ValidationError) -> str:
 
 
 def validate(data: dict) -> Config:
+    from .library import resolve_materials  # `use = "Se"` / `materials.Se = "Se"` -> the library's explicit values
+
+    data = resolve_materials(data)
     try:
         return Config.model_validate(data)
     except ValidationError as e:
@@ -374,7 +377,9 @@ def parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    data = copy.deepcopy(data)
+    from .library import expand_short_forms  # materials.X = "name" -> { use = "name" }, so --set can reach into it
+
+    data = copy.deepcopy(expand_short_forms(data))
     for ov in overrides or []:
         if "=" not in ov:
             raise ConfigError(f"--set {ov!r}: expected key.path=value")
