@@ -60,9 +60,14 @@ class UnknownMaterial(ConfigError):
 
 
 def library_dir() -> Path:
-    """configs/materials of this checkout, or $CREEP_CATHODE_MATERIALS."""
+    """$CREEP_CATHODE_MATERIALS, else the installed library (configs/materials/ of the source
+    tree, installed as the data package creep_cathode.materials_library)."""
     env = os.environ.get("CREEP_CATHODE_MATERIALS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs" / "materials"
+    if env:
+        return Path(env)
+    from importlib.resources import files
+
+    return Path(str(files("creep_cathode.materials_library")))
 
 
 @dataclass
