@@ -311,6 +311,7 @@ class Simulation:
             "config_hash": cfgmod.physics_hash(cfg),
             "timings_s": {k: self.comm.allreduce(v, op=MPI.MAX) for k, v in mech.timers.items()},
             "final": self.last_row,
+            "descriptors": _descriptors(cfg),
             "provenance": provenance(self.comm.size) if self.rank0 else None,
         }
         if reason is None:
@@ -333,6 +334,17 @@ class Simulation:
                 except Exception as e:  # plots never fail a run
                     print(f"warning: plots not written ({e})", file=sys.stderr)
         return summary
+
+
+def _descriptors(cfg) -> dict:
+    """Material descriptors of the run's phases (creep_cathode.descriptors: homologous temperature,
+    configurational entropy, ...); a descriptor never fails a run."""
+    try:
+        from .descriptors import descriptors_for_config
+
+        return descriptors_for_config(cfg)
+    except Exception as e:  # noqa: BLE001 - a report, not the run
+        return {"error": f"{e.__class__.__name__}: {e}"}
 
 
 def _read_json(path: Path) -> dict:

@@ -269,3 +269,5 @@ def test_python_api_runs_a_config_and_returns_tables(tmp_path):
     assert ts["time_s"][-1] == pytest.approx(601.0) and "vm_mean_Se_Pa" in ts.dtype.names
     assert len(res.cycles) == 1 and res.cycles["state"][0] == "lithiated"
     assert (tmp_path / "run" / "summary.json").exists()
+    # summary.json carries the phase descriptors: T/T_m of Se at 70 C = 343.15 / 494 K (its library entry)
+    assert res.summary["descriptors"]["phases"]["Se"]["homologous_temperature"] == pytest.approx(343.15 / 494, abs=1e-4)
