@@ -17,14 +17,16 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
+from .config import ConfigError
 from .output import atomic_write
 
 NAME = "checkpoint.npz"
 _Q = 1e-7  # coordinate quantum (internal length units ~ 1e-6 m -> 1e-13 m)
+_ARRAYS = ("node_keys", "node_data", "cell_keys", "cell_data", "meta")
 
 
-class CheckpointError(RuntimeError):
-    pass
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be used (unreadable, corrupt, another mesh or run): bad input, exit 2."""
 
 
 def _keys(xy: np.ndarray) -> np.ndarray:
@@ -80,17 +82,46 @@ def save(folder, mech, meta: dict, comm=MPI.COMM_WORLD, arrays: dict | None = No
     comm.barrier()
 
 
+def _read(p: Path) -> dict:
+    """Every array of a checkpoint file, checked (CRC, no pickled objects, all parts present, a
+    JSON meta record); CheckpointError (one line) otherwise."""
+    try:
+        if not p.is_file():
+            raise ValueError("not a regular file")
+        with np.load(p, allow_pickle=False) as f:
+            z = {k: f[k] for k in f.files}
+        missing = [k for k in _ARRAYS if k not in z]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        meta = json.loads(bytes(z["meta"]).decode())
+        if not isinstance(meta, dict) or "stepper" not in meta:
+            raise ValueError("no stepper state (written by an older version?)")
+        if len(z["node_keys"]) != len(z["node_data"]) or len(z["cell_keys"]) != len(z["cell_data"]):
+            raise ValueError("inconsistent array lengths")
+    except Exception as e:  # noqa: BLE001 - any way a file can be broken
+        msg = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"checkpoint {p} unreadable ({e.__class__.__name__}: {msg})") from None
+    z["meta"] = meta
+    return z
+
+
+def validate(folder) -> dict | None:
+    """The meta record of folder/checkpoint.npz after reading and checking the whole file (this
+    process alone; None when there is none). Raises CheckpointError when it cannot be used."""
+    p = Path(folder) / NAME
+    if not p.exists():
+        return None
+    return _read(p)["meta"]
+
+
 def load_meta(folder, comm=MPI.COMM_WORLD) -> dict | None:
-    """The meta record of folder/checkpoint.npz (None when there is none); CheckpointError when unreadable."""
+    """validate() on rank 0, broadcast (all ranks raise together)."""
     meta, err = None, None
     if comm.rank == 0:
-        p = Path(folder) / NAME
-        if p.exists():
-            try:
-                with np.load(p) as z:
-                    meta = json.loads(bytes(z["meta"]).decode())
-            except Exception as e:  # corrupt file
-                err = f"checkpoint {p} unreadable: {e}"
+        try:
+            meta = validate(folder)
+        except CheckpointError as e:
+            err = str(e)
     meta, err = comm.bcast((meta, err), root=0)
     if err:
         raise CheckpointError(err)
@@ -101,12 +132,16 @@ def restore(folder, mech, comm=MPI.COMM_WORLD) -> tuple[dict, dict]:
     """Load the state into `mech`; returns (meta, arrays): the meta dict and the stored nodal
     arrays other than u and u_n ({name: local array, ghosts not updated})."""
     p = Path(folder) / NAME
-    z = None
+    z, err = None, None
     if comm.rank == 0:
-        with np.load(p) as f:
-            z = {k: f[k] for k in f.files}
-    z = comm.bcast(z, root=0)
-    meta = json.loads(bytes(z["meta"]).decode())
+        try:
+            z = _read(p)
+        except CheckpointError as e:
+            err = str(e)
+    z, err = comm.bcast((z, err), root=0)
+    if err:
+        raise CheckpointError(err)
+    meta = z["meta"]
     keys, _, _ = _node_data(mech, {})
     idx = np.searchsorted(z["node_keys"], keys)
     idx = np.clip(idx, 0, len(z["node_keys"]) - 1)

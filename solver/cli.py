@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     with_config(r)
     r.add_argument("-o", "--out", required=True, help="run folder")
     r.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
+    r.add_argument("--overwrite", action="store_true",
+                   help="clear another run's files from the folder first (else such a folder is refused)")
     rp = sub.add_parser("report", help="(re)draw the plots of a run folder")
     rp.add_argument("dir")
     sw = sub.add_parser("sweep", help="run a parameter sweep")
@@ -82,17 +84,19 @@ def cmd_mesh(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .config import load_config
+    from .config import ConfigError, load_config
 
     cfg = load_config(args.config, args.overrides)
     from mpi4py import MPI
 
-    from .simulation import Simulation, prepare_outdir
+    from .simulation import execute
 
-    comm = MPI.COMM_WORLD
-    prepare_outdir(args.out, cfg, comm, resume=args.resume)
-    sim = Simulation(cfg, args.out, comm).initialise(resume=args.resume)
-    summary = sim.run(resume=args.resume)
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    summary = execute(cfg, args.out, MPI.COMM_WORLD, resume=args.resume, overwrite=args.overwrite)
+    if summary is None:
+        _say(f"completed already: nothing to resume in {args.out}", file=sys.stdout)
+        return EXIT_OK
     if summary["status"] != "completed":
         _say(f"error: run failed: {summary.get('reason')}")
         return EXIT_SOLVER
@@ -140,6 +144,16 @@ def cmd_materials(args) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BaseException as e:
+        if type(e).__name__ != "Terminated":  # creep_cathode.rundir.Terminated: SIGTERM during a run
+            raise
+        _say(f"error: {e}")  # (its summary.json says so)
+        return 143
+
+
+def _dispatch(args) -> int:
     from .config import ConfigError
 
     try:
@@ -175,6 +189,9 @@ def _abort_others():
         from mpi4py import MPI
 
         if MPI.COMM_WORLD.size > 1:
+            import time
+
+            time.sleep(0.5)  # let mpiexec forward the error line before the job is torn down
             MPI.COMM_WORLD.Abort(EXIT_INTERNAL)
 
 

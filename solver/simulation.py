@@ -7,10 +7,9 @@ From Python (a notebook):
     res = cc.Simulation(cfg, "runs/baseline").solve()     # or Simulation(cfg) for a temporary folder
     res.timeseries["vm_mean_Se_Pa"], res.cycles, res.summary["status"]; res.plot()
 
-The CLI (`creep-cathode run`) does the same in steps:
-
-    prepare_outdir(folder, cfg)
-    summary = Simulation(cfg, folder).initialise(resume=...).run(resume=...)
+The CLI (`creep-cathode run`) calls `execute(cfg, folder, resume=..., overwrite=...)`: the
+run-folder contract (creep_cathode.rundir: checks before writing, a final status however the run
+ends), then `Simulation(cfg, folder).initialise(resume=...).run(resume=...)`.
 
 Rank 0 alone writes files and prints; every metric is reduced over all ranks first.
 """
@@ -30,10 +29,10 @@ from mpi4py import MPI
 from . import config as cfgmod
 from . import metrics
 from .output import CSVTable, provenance, write_json
-from .rundir import prepare_outdir
+from .rundir import csv_digest, final_status, prepare_outdir, start_run
 from .stepping import SolverFailure, StepInfo
 
-__all__ = ["Simulation", "Results", "prepare_outdir", "SolverFailure"]
+__all__ = ["Simulation", "Results", "execute", "prepare_outdir", "SolverFailure"]
 
 
 class Progress:
@@ -87,25 +86,24 @@ class Results:
 class Simulation:
     """A run of one config into one run folder.
 
-    Takes the validated Config, the run folder (None: a new temporary folder) and the
-    communicator. `solve()` does everything and returns Results; `initialise()` + `run()` are the
-    steps (the CLI uses them for --resume)."""
+    Takes the validated Config, the run folder (None: a new temporary folder), the communicator
+    and the run id (written by rundir.start_run). `solve()` does everything and returns Results;
+    `initialise()` + `run()` are the steps (`execute` puts them inside the run-folder contract)."""
 
-    def __init__(self, cfg: cfgmod.Config, outdir=None, comm=MPI.COMM_WORLD):
+    def __init__(self, cfg: cfgmod.Config, outdir=None, comm=MPI.COMM_WORLD, run_id: str | None = None):
         if outdir is None:
             import tempfile
 
             outdir = comm.bcast(tempfile.mkdtemp(prefix="creep_cathode_") if comm.rank == 0 else None, root=0)
         self.cfg, self.outdir, self.comm = cfg, Path(outdir), comm
         self.rank0 = comm.rank == 0
+        self.run_id = run_id
         self.mech = None
 
-    def solve(self) -> Results:
-        """Prepare the folder, run, and return the Results (also when the run failed: see
-        `summary["status"]`)."""
-        prepare_outdir(self.outdir, self.cfg, self.comm)
-        self.initialise()
-        self.run()
+    def solve(self, overwrite: bool = False) -> Results:
+        """Run into the folder (refused when it holds another run, unless `overwrite`) and return
+        the Results (also when the run failed: see `summary["status"]`)."""
+        execute(self.cfg, self.outdir, self.comm, overwrite=overwrite, simulation=self)
         return Results(self.outdir)
 
     # ------------------------------------------------------------------------------------
@@ -239,9 +237,11 @@ class Simulation:
             self.cyc.flush()
         scalars, arrays = self.stepper.state_dict()
         meta = {"stepper": scalars, "segment": next_segment, "config_hash": cfgmod.physics_hash(self.cfg),
-                "ts_rows": len(self.ts.rows), "cyc_rows": len(self.cyc.rows), "last_row": self.last_row,
-                "cycle_rows": self.cycle_rows, "wall_s": self.wall_before + time.monotonic() - self.t_start,
-                "resumes": self.resumes}
+                "run_id": self.run_id, "finished": next_segment >= len(self.segments),
+                "ts_rows": len(self.ts.rows), "cyc_rows": len(self.cyc.rows),
+                "ts_digest": csv_digest(self.ts.path, len(self.ts.rows)) if self.rank0 else None,
+                "last_row": self.last_row, "cycle_rows": self.cycle_rows,
+                "wall_s": self.wall_before + time.monotonic() - self.t_start, "resumes": self.resumes}
         t0 = time.perf_counter()
         checkpoint.save(self.outdir, self.mech, meta, self.comm, arrays=arrays)
         self.mech.timers["checkpoint"] = self.mech.timers.get("checkpoint", 0.0) + time.perf_counter() - t0
@@ -256,16 +256,7 @@ class Simulation:
         from . import checkpoint
         from dolfinx import fem
 
-        meta = checkpoint.load_meta(self.outdir, self.comm)
-        if meta is None:
-            raise cfgmod.ConfigError(f"--resume: no checkpoint in {self.outdir}")
-        h = cfgmod.physics_hash(self.cfg)
-        if meta["config_hash"] != h:
-            raise cfgmod.ConfigError(f"--resume refused: the physics part of the config changed since the "
-                                     f"checkpoint (hash {meta['config_hash']} != {h})")
-        if "stepper" not in meta:
-            raise checkpoint.CheckpointError("checkpoint written by an older version of creep-cathode (no stepper "
-                                             "state): run the config again without --resume")
+        # (the folder, the physics hash and the whole file were checked by rundir.start_run)
         meta, arrays = checkpoint.restore(self.outdir, self.mech, self.comm)
         for k, a in arrays.items():  # ghost values of the restored nodal arrays
             f = fem.Function(self.mech.V)
@@ -293,6 +284,7 @@ class Simulation:
         summary = {
             "status": status,
             "reason": reason,
+            "run_id": self.run_id,
             "wall_time_s": self.wall_before + wall,  # all runs of the folder
             "wall_time_this_run_s": wall,
             "resumes": self.resumes,
@@ -334,6 +326,22 @@ class Simulation:
                 except Exception as e:  # plots never fail a run
                     print(f"warning: plots not written ({e})", file=sys.stderr)
         return summary
+
+
+def execute(cfg, outdir, comm=MPI.COMM_WORLD, *, resume: bool = False, overwrite: bool = False,
+            simulation: Simulation | None = None) -> dict | None:
+    """A run under the run-folder contract (creep_cathode.rundir): check and start the folder,
+    initialise, run; any way out but a normal end leaves summary.json "failed" with the reason.
+    Returns the summary, or None when `resume` finds the run completed already."""
+    started = start_run(outdir, cfg, comm, resume=resume, overwrite=overwrite)
+    if started is None:
+        return None
+    with final_status(outdir, comm) as arm:
+        sim = simulation or Simulation(cfg, outdir, comm)
+        sim.run_id = started["run_id"]
+        sim.initialise(resume=resume)
+        arm()  # after PETSc's initialisation, which installs its own SIGTERM handler
+        return sim.run(resume=resume)
 
 
 def _descriptors(cfg) -> dict:

@@ -54,15 +54,16 @@ class StepController:
         self.s = settings
         self.dt = settings.dt_initial
         self.cuts = 0  # consecutive cut-backs of the current step
+        self.bound = "step size"  # what set the last proposed step (for the stall message)
 
-    def propose(self, t: float, t_end: float, limit: float = math.inf) -> float:
+    def propose(self, t: float, t_end: float, limit: float = math.inf, limit_name: str = "limit") -> float:
         """The next step from time t: at most the current step size, dt_max, `limit` (e.g. from
-        the lithiation rate) and what is left of the segment; a remainder shorter than 1e-6 of
-        the step is absorbed into it."""
-        dt = min(self.dt, self.s.dt_max, t_end - t)
-        dt = min(dt, limit)
+        the lithiation rate, named `limit_name`) and what is left of the segment; a remainder
+        shorter than 1e-6 of the step is absorbed into it."""
+        cands = [(self.dt, "step size"), (self.s.dt_max, "dt_max"), (t_end - t, "segment end"), (limit, limit_name)]
+        dt, self.bound = min(cands, key=lambda c: c[0])
         if t_end - (t + dt) < 1e-6 * dt:
-            dt = t_end - t
+            dt, self.bound = t_end - t, "segment end"
         return dt
 
     def can_reject(self, dt: float) -> bool:
@@ -119,6 +120,8 @@ class Stepper:
         self.newton_total = 0
         self.rejected = {"newton": 0, "creep_increment": 0}  # steps redone with a shorter dt, by cause
         self.recent_dt: list[float] = []  # accepted steps of the current protocol step (stall check)
+        self.recent_bound: list[str] = []  # what set each of those steps
+        self.recent_cuts = 0  # rejected steps since the current protocol step began
         self.du_prev, self.dt_prev = None, 1.0
         self.theta = lithiation.theta_at(None, 0.0)
 
@@ -157,15 +160,31 @@ class Stepper:
 
     def _check_stall(self, seg, dt: float) -> None:
         """A contact state the mechanics cannot get past shows as ever smaller steps that still
-        converge; end it as a failure instead of crawling on for days."""
+        converge; end it as a failure instead of crawling on for days. The message names what kept
+        the steps short."""
         s = self.s
         recent = self.recent_dt = (self.recent_dt + [dt])[-s.stall_steps:]
+        self.recent_bound = (self.recent_bound + [self.controller.bound])[-s.stall_steps:]
         if (s.stall_fraction > 0 and len(recent) == s.stall_steps and seg.t1 > seg.t0
                 and sum(recent) < s.stall_fraction * (seg.t1 - seg.t0)):
             raise SolverFailure(f"stalled at t = {self.t + dt:.6g} s (cycle {seg.cycle}, '{seg.step.text}', "
                                 f"theta = {seg.theta(self.t + dt):.4f}): the last {s.stall_steps} steps covered "
                                 f"{sum(recent):.3g} s, less than {s.stall_fraction:g} of the step's "
-                                f"{seg.t1 - seg.t0:.3g} s (a contact state the mechanics cannot get past?)")
+                                f"{seg.t1 - seg.t0:.3g} s; {self._stall_cause()}")
+
+    def _stall_cause(self) -> str:
+        s = self.s
+        bound = max(dict.fromkeys(self.recent_bound), key=self.recent_bound.count)
+        if bound == "max_theta_increment":
+            return (f"the steps are limited by solver.max_theta_increment = {s.max_theta_increment:g} "
+                    f"(theta may change by at most that per step)")
+        if bound == "dt_max":
+            return f"the steps are limited by solver.dt_max = {s.dt_max:g} s"
+        if self.recent_cuts:
+            return (f"{self.recent_cuts} steps were rejected and cut back (Newton failures or creep increments: "
+                    f"a contact state the mechanics cannot get past?)")
+        return (f"the step size stays small without rejections (solver.dt_initial = {s.dt_initial:g} s, "
+                f"growth x{s.growth:g} only after steps of <= {s.easy_iterations} Newton iterations)")
 
     # ------------------------------------------------------------------ a segment
     def run_segment(self, seg, on_step=None, on_end=None):
@@ -176,9 +195,9 @@ class Stepper:
         ctl.cuts = 0
         if self.t <= seg.t0 + eps_t:
             self.du_prev = None  # no predictor across a protocol boundary
-            self.recent_dt = []
+            self.recent_dt, self.recent_bound, self.recent_cuts = [], [], 0
         while self.t < seg.t1 - eps_t:
-            dt = ctl.propose(self.t, seg.t1, self.lithiation.dt_limit(seg, s.max_theta_increment))
+            dt = ctl.propose(self.t, seg.t1, self.lithiation.dt_limit(seg, s.max_theta_increment), "max_theta_increment")
             t_new = self.t + dt
             theta = self.lithiation.theta_at(seg, t_new)
             pb.set_state(theta, dt)
@@ -192,6 +211,7 @@ class Stepper:
             if not ok:
                 pb.set_u(u_old)
                 self.rejected["creep_increment" if info.converged else "newton"] += 1
+                self.recent_cuts += 1
                 if s.log_newton:
                     self.log(f"  step rejected (dt = {dt:.3g} s): {reason}")
                 if not ctl.reject(dt, dmax):
@@ -217,6 +237,7 @@ class Stepper:
         stall window and the predictor's last increment (an array of the problem's unknowns)."""
         scalars = {"t": self.t, "steps": self.steps, "newton_total": self.newton_total,
                    "rejected": dict(self.rejected), "recent_dt": list(self.recent_dt), "dt_prev": self.dt_prev,
+                   "recent_bound": list(self.recent_bound), "recent_cuts": self.recent_cuts,
                    "has_prev": self.du_prev is not None, "theta": self.theta, **self.controller.state_dict()}
         return scalars, ({"du_prev": self.du_prev} if self.du_prev is not None else {})
 
@@ -225,6 +246,8 @@ class Stepper:
         self.t, self.steps, self.newton_total = scalars["t"], scalars["steps"], scalars["newton_total"]
         self.rejected.update(scalars.get("rejected", {}))
         self.recent_dt = list(scalars.get("recent_dt", []))
+        self.recent_bound = list(scalars.get("recent_bound", []))
+        self.recent_cuts = int(scalars.get("recent_cuts", 0))
         self.controller.load_state_dict(scalars)
         self.theta = scalars["theta"]
         if scalars.get("has_prev"):
