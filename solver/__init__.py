@@ -7,17 +7,18 @@ Python API (PyBaMM-style):
     res = cc.Simulation(cfg, "runs/baseline").solve()
     res.timeseries["contact_Se_Se"], res.cycles, res.summary, res.plot()
 
-`Simulation` and `Results` import DOLFINx on first use; the config layer does not.
+Every name is imported on first use: `Simulation` and `Results` bring DOLFINx, the config layer
+does not.
 """
 
-from .config import Config, ConfigError, load_config, validate
-
 __all__ = ["Config", "ConfigError", "load_config", "validate", "Simulation", "Results"]
+_WHERE = {"Config": "config", "ConfigError": "config", "load_config": "config", "validate": "config",
+          "Simulation": "simulation", "Results": "simulation"}
 
 
 def __getattr__(name):
-    if name in ("Simulation", "Results"):
-        from . import simulation
+    if name in _WHERE:
+        import importlib
 
-        return getattr(simulation, name)
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
     raise AttributeError(f"module 'creep_cathode' has no attribute {name!r}")

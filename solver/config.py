@@ -257,6 +257,12 @@ class Solver(_Strict):
     dt_max: PosFloat = Field(3600.0, description="largest time step [s]")
     max_theta_increment: Fraction = Field(0.05, description="largest change of theta per step [-]")
     max_creep_increment: PosFloat = Field(0.02, description="largest equivalent creep strain increment per step [-]")
+    creep_tolerance: float = Field(0.002, ge=0, le=1, allow_inf_nan=False,
+                                   description="creep error control: the local error estimate of a step (half the "
+                                               "difference between the creep strain increments with the end and the "
+                                               "start rates, as a stress) averaged over each phase stays below this "
+                                               "fraction of the phase's mean von Mises stress (docs/physics.md; 0: no "
+                                               "error control) [-]")
     creep_increment_quantile: float = Field(0.99, gt=0, le=1, description="the bound holds for this quantile of "
                                             "the quadrature points (1 = every point; hot spots above it are left "
                                             "to backward Euler's stability) [-]")

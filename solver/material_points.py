@@ -95,10 +95,34 @@ class MaterialPoints:
             W[idx] = law.energy_density(part, F[idx], props)
         return W
 
+    def step_error(self, response: PointResponse) -> np.ndarray:
+        """Each law's local time-integration error estimate of the step, per point (relative)."""
+        if len(self.groups) == 1:
+            law, _, _ = self.groups[0]
+            return law.step_error(response, self.state, self._props[0], self.dt)
+        err = np.zeros(self.npoints)
+        for (law, _, idx), props in zip(self.groups, self._props):
+            part = PointResponse(response.P[idx], None, response.tau[idx], response.sigma[idx], response.vm[idx],
+                                 {}, None if response.deps is None else response.deps[idx],
+                                 None if response.ratio is None else response.ratio[idx])
+            err[idx] = law.step_error(part, {k: v[idx] for k, v in self.state.items()}, props, self.dt)
+        return err
+
     def commit(self, response: PointResponse) -> None:
         """Accept the step: the internal variables become those of `response`."""
         for k, v in response.state.items():
             self.state[k][:] = v
+
+    def shear_modulus(self) -> np.ndarray:
+        """Per point shear modulus at the current state (model units), for laws that have one (else 0)."""
+        out = np.zeros(self.npoints)
+        for (law, _, idx), props in zip(self.groups, self._props):
+            mu = getattr(props, "mu", 0.0)
+            if idx is None:
+                out[:] = mu
+            else:
+                out[idx] = mu
+        return out
 
     def equivalent_creep(self) -> np.ndarray:
         """Equivalent inelastic (creep) strain per point (zeros for laws that have none)."""

@@ -252,16 +252,41 @@ class Mechanics:
         Ep = self.comm.allreduce(fem.assemble_scalar(self.E_prox_form), op=MPI.SUM)
         return Ep / W if W > 0 else 0.0
 
-    def max_creep_increment(self) -> float:
-        """Creep increment of the step at the `creep_increment_quantile` (default 0.99; 1 = the
-        largest) among points that keep at least half of their trial stress. Points that relax
-        (nearly) completely within the step (stress concentrations at point contacts with a high
-        exponent) are resolved by backward Euler's stability, not by the step size, and do not
-        limit it."""
+    def step_measures(self) -> dict:
+        """What the step controller checks after a converged step, each at the
+        `creep_increment_quantile` (default 0.99; 1 = the largest) of the points that keep at least
+        half of their trial stress: the equivalent creep increment (`creep_increment`) and the
+        laws' local error estimate (`creep_error`, relative). Points that relax (nearly) completely
+        within the step (stress concentrations at point contacts with a high exponent) are
+        resolved by backward Euler's stability, not by the step size, and do not limit it."""
         F, r = self._update(self.u.x.array, tangent=False)
         m = r.ratio >= 0.5 if r.ratio is not None else slice(None)
-        d = np.asarray(r.deps[m], dtype=float).ravel()
         q = self.cfg.solver.creep_increment_quantile
+        return {"creep_increment": self._quantile(np.asarray(r.deps[m], dtype=float).ravel(), q),
+                "creep_error": self._phase_error(r, F)}
+
+    #: a stress below this many shear moduli is no stress for the relative creep error (1e-6: ~10 kPa in Se)
+    ERROR_STRAIN_FLOOR = 1e-6
+
+    def _phase_error(self, r, F) -> float:
+        """The laws' local error estimate averaged over each phase (deformed area weights),
+        relative to the phase's mean equivalent stress (the reported metric) plus
+        3 mu ERROR_STRAIN_FLOOR; the largest over the phases."""
+        err = self.points.step_error(r)
+        w = self.wdet * (F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0])
+        mu = self.points.shear_modulus()
+        se = r.vm + 3.0 * mu * self.ERROR_STRAIN_FLOOR  # von Mises of the Cauchy stress (what the metrics average)
+        worst = 0.0
+        for i in range(len(self.phases)):
+            m = self.qphase == i
+            num = self.comm.allreduce(float((err[m] * w[m]).sum()), op=MPI.SUM)
+            den = self.comm.allreduce(float((se[m] * w[m]).sum()), op=MPI.SUM)
+            if num > 0:
+                worst = max(worst, num / den if den > 0 else math.inf)
+        return worst
+
+    def _quantile(self, d: np.ndarray, q: float) -> float:
+        """The q-quantile of values spread over the ranks (q = 1: the maximum)."""
         if q >= 1.0:
             return self.comm.allreduce(float(d.max()) if d.size else 0.0, op=MPI.MAX)
         d = np.concatenate(self.comm.allgather(d)) if self.comm.size > 1 else d

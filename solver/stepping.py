@@ -5,7 +5,8 @@ the lithiation provider for theta, sets the problem's state, predicts, solves (N
 callable), checks the step (creep increment), runs the post-solve hooks (e.g. proximal
 relaxation), commits and reports. `StepController` owns the step size: it proposes a step, cuts
 it after a rejection and grows it after an easy step (DESIGN §2: cut and retry when Newton
-fails, grow when it is easy, never step over a protocol boundary, bounded creep increment).
+fails, grow when it is easy, never step over a protocol boundary, bounded creep increment), and
+keeps the laws' local error estimate of creep below `creep_tolerance` (docs/physics.md).
 
 The problem (a `SteppableProblem`) is seen only through NumPy arrays, so both classes are
 testable without DOLFINx.
@@ -42,25 +43,30 @@ class SteppableProblem(Protocol):
     def set_u(self, u: np.ndarray) -> None: ...  # noqa: E704
     def energy(self, u: np.ndarray) -> float: ...  # noqa: E704
     def max_step(self, u: np.ndarray, du: np.ndarray) -> float: ...  # noqa: E704
-    def max_creep_increment(self) -> float: ...  # noqa: E704
+    def step_measures(self) -> dict: ...  # noqa: E704  ({"creep_increment": ..., "creep_error": ...})
     def commit(self) -> None: ...  # noqa: E704
 
 
 class StepController:
     """The step size. Takes the [solver] settings (dt_initial, dt_min, dt_max, growth,
-    easy_iterations, hard_iterations, max_creep_increment, max_cutbacks)."""
+    easy_iterations, hard_iterations, max_creep_increment, creep_tolerance, max_cutbacks).
+
+    Creep error control: backward Euler's local error grows as dt^2, so a step whose error
+    estimate is err (relative to creep_tolerance) is redone, and the next one taken, at
+    dt 0.9 / sqrt(err), within [0.2 dt, the other rules]."""
 
     def __init__(self, settings):
         self.s = settings
         self.dt = settings.dt_initial
         self.cuts = 0  # consecutive cut-backs of the current step
         self.bound = "step size"  # what set the last proposed step (for the stall message)
+        self.why = "dt_initial"  # what set the step size: dt_initial, growth, hard, cut-back, creep_tolerance
 
     def propose(self, t: float, t_end: float, limit: float = math.inf, limit_name: str = "limit") -> float:
         """The next step from time t: at most the current step size, dt_max, `limit` (e.g. from
         the lithiation rate, named `limit_name`) and what is left of the segment; a remainder
         shorter than 1e-6 of the step is absorbed into it."""
-        cands = [(self.dt, "step size"), (self.s.dt_max, "dt_max"), (t_end - t, "segment end"), (limit, limit_name)]
+        cands = [(self.dt, self.why), (self.s.dt_max, "dt_max"), (t_end - t, "segment end"), (limit, limit_name)]
         dt, self.bound = min(cands, key=lambda c: c[0])
         if t_end - (t + dt) < 1e-6 * dt:
             dt, self.bound = t_end - t, "segment end"
@@ -70,9 +76,16 @@ class StepController:
         """Whether a converged step of size dt may still be refused for its creep increment."""
         return dt > self.s.dt_min * 1.0001
 
-    def reject(self, dt: float, creep_increment: float = 0.0) -> bool:
-        """Shorten after a rejected step of size dt: by half, or to 0.8 of the step whose creep
-        increment would have met the bound. Returns False when the cut-backs are exhausted."""
+    def error_factor(self, creep_error: float) -> float:
+        """dt_new / dt that brings a step's creep error estimate to 0.81 of the tolerance (>= 0.2)."""
+        tol = self.s.creep_tolerance
+        r = creep_error / tol if tol > 0 else 0.0
+        return math.inf if r <= 0 else max(0.2, 0.9 / math.sqrt(r))
+
+    def reject(self, dt: float, creep_increment: float = 0.0, creep_error: float = 0.0) -> bool:
+        """Shorten after a rejected step of size dt: by half (Newton failure), to 0.8 of the step
+        whose creep increment would have met the bound, or by the error factor. Returns False when
+        the cut-backs are exhausted."""
         s = self.s
         self.cuts += 1
         if self.cuts > s.max_cutbacks or dt <= s.dt_min * 1.0001:
@@ -80,25 +93,34 @@ class StepController:
         fac = 0.5
         if creep_increment > s.max_creep_increment:
             fac = min(0.5, 0.8 * s.max_creep_increment / creep_increment)
+        erred = 0 < s.creep_tolerance < creep_error
+        if erred:
+            fac = min(fac if creep_increment > s.max_creep_increment else 1.0, self.error_factor(creep_error))
         self.dt = max(dt * fac, s.dt_min)
+        self.why = "creep_tolerance" if erred else "cut-back"
         return True
 
-    def accept(self, dt: float, iterations: int, creep_increment: float) -> None:
+    def accept(self, dt: float, iterations: int, creep_increment: float, creep_error: float = 0.0) -> None:
         """After an accepted step of size dt: grow after an easy step (few Newton iterations and
         half the creep bound at most), shrink after a hard one, unless the step was shortened
-        (by a protocol boundary or a limit), which says nothing about the step size."""
+        (by a protocol boundary or a limit), which says nothing about the step size; never beyond
+        the step that the creep error estimate allows."""
         s = self.s
         self.cuts = 0
         if dt >= 0.999 * min(self.dt, s.dt_max):
             easy = iterations <= s.easy_iterations and creep_increment < 0.5 * s.max_creep_increment
             hard = iterations > s.hard_iterations
             self.dt = min(dt * s.growth, s.dt_max) if easy else (max(0.7 * dt, s.dt_min) if hard else dt)
+            self.why = "growth" if easy else ("hard" if hard else self.why)
+        limit = dt * self.error_factor(creep_error)
+        if limit < self.dt:
+            self.dt, self.why = max(limit, s.dt_min), "creep_tolerance"
 
     def state_dict(self) -> dict:
-        return {"dt": self.dt}
+        return {"dt": self.dt, "why": self.why}
 
     def load_state_dict(self, d: dict) -> None:
-        self.dt = d["dt"]
+        self.dt, self.why = d["dt"], d.get("why", "dt_initial")
 
 
 class Stepper:
@@ -118,7 +140,7 @@ class Stepper:
         self.t = 0.0
         self.steps = 0
         self.newton_total = 0
-        self.rejected = {"newton": 0, "creep_increment": 0}  # steps redone with a shorter dt, by cause
+        self.rejected = {"newton": 0, "creep_increment": 0, "creep_error": 0}  # steps redone shorter, by cause
         self.recent_dt: list[float] = []  # accepted steps of the current protocol step (stall check)
         self.recent_bound: list[str] = []  # what set each of those steps
         self.recent_cuts = 0  # rejected steps since the current protocol step began
@@ -161,11 +183,13 @@ class Stepper:
     def _check_stall(self, seg, dt: float) -> None:
         """A contact state the mechanics cannot get past shows as ever smaller steps that still
         converge; end it as a failure instead of crawling on for days. The message names what kept
-        the steps short."""
+        the steps short. Steps that the creep error control keeps short (fast relaxation) are what
+        accuracy asks for, not a stall."""
         s = self.s
         recent = self.recent_dt = (self.recent_dt + [dt])[-s.stall_steps:]
         self.recent_bound = (self.recent_bound + [self.controller.bound])[-s.stall_steps:]
-        if (s.stall_fraction > 0 and len(recent) == s.stall_steps and seg.t1 > seg.t0
+        accuracy = self.recent_bound.count("creep_tolerance") > len(self.recent_bound) // 2
+        if (s.stall_fraction > 0 and len(recent) == s.stall_steps and seg.t1 > seg.t0 and not accuracy
                 and sum(recent) < s.stall_fraction * (seg.t1 - seg.t0)):
             raise SolverFailure(f"stalled at t = {self.t + dt:.6g} s (cycle {seg.cycle}, '{seg.step.text}', "
                                 f"theta = {seg.theta(self.t + dt):.4f}): the last {s.stall_steps} steps covered "
@@ -180,7 +204,7 @@ class Stepper:
                     f"(theta may change by at most that per step)")
         if bound == "dt_max":
             return f"the steps are limited by solver.dt_max = {s.dt_max:g} s"
-        if self.recent_cuts:
+        if self.recent_cuts and bound in ("cut-back", "hard"):
             return (f"{self.recent_cuts} steps were rejected and cut back (Newton failures or creep increments: "
                     f"a contact state the mechanics cannot get past?)")
         return (f"the step size stays small without rejections (solver.dt_initial = {s.dt_initial:g} s, "
@@ -204,17 +228,21 @@ class Stepper:
             u_old = pb.get_u().copy()
             self._predict(u_old, dt)
             info = self._solve_with_continuations(dt)
-            ok, reason = info.converged, info.reason
-            dmax = pb.max_creep_increment() if ok else 0.0
-            if ok and dmax > s.max_creep_increment and ctl.can_reject(dt):
-                ok, reason = False, f"creep increment {dmax:.3g} > max_creep_increment"
+            ok, reason, cause = info.converged, info.reason, "newton"
+            meas = pb.step_measures() if ok else {}
+            dmax, err = meas.get("creep_increment", 0.0), meas.get("creep_error", 0.0)
+            if ok and ctl.can_reject(dt):
+                if dmax > s.max_creep_increment:
+                    ok, reason, cause = False, f"creep increment {dmax:.3g} > max_creep_increment", "creep_increment"
+                elif 0 < s.creep_tolerance < err:
+                    ok, reason, cause = False, f"creep error {err:.3g} > creep_tolerance", "creep_error"
             if not ok:
                 pb.set_u(u_old)
-                self.rejected["creep_increment" if info.converged else "newton"] += 1
+                self.rejected[cause] += 1
                 self.recent_cuts += 1
                 if s.log_newton:
                     self.log(f"  step rejected (dt = {dt:.3g} s): {reason}")
-                if not ctl.reject(dt, dmax):
+                if not ctl.reject(dt, dmax, err):
                     raise SolverFailure(f"step at t = {self.t:.6g} s (cycle {seg.cycle}, '{seg.step.text}') failed "
                                         f"after {ctl.cuts - 1} cut-backs (dt = {dt:.3g} s): {reason}")
                 continue
@@ -225,7 +253,7 @@ class Stepper:
             pb.commit()
             self.t, self.theta = t_new, theta
             self.steps += 1
-            ctl.accept(dt, info.iterations, dmax)
+            ctl.accept(dt, info.iterations, dmax, err)
             if on_step:
                 on_step(seg, info)
         if on_end:

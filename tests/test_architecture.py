@@ -91,7 +91,7 @@ def test_material_points_hold_the_laws_state_and_commit_it():
     cfg = validate(_block(creep={"A": 1e-3, "n": 1, "sigma_ref": 100e6}))
     sc = Scaling.for_config(cfg)
     mp = MaterialPoints(cfg.used_materials(), np.zeros(3, dtype=int), cfg.cycling.temperature, sc)
-    assert set(mp.state) == {"Cp_inv", "eps_cr"} and mp.state["Cp_inv"].shape == (3, 4)
+    assert set(mp.state) == {"Cp_inv", "eps_cr", "creep_rate"} and mp.state["Cp_inv"].shape == (3, 4)
     mp.set_state({"Se": 0.5}, 10.0)
     F = np.tile(np.diag([1.1, 1.0]), (3, 1, 1))  # a deviatoric stretch: creep flows
     r = mp.update(F, tangent=True)
@@ -109,7 +109,7 @@ def test_material_points_hold_the_laws_state_and_commit_it():
 # ------------------------------------------------------------------ step controller (no DOLFINx)
 def _settings(**kw):
     d = dict(dt_initial=60.0, dt_min=1e-3, dt_max=3600.0, growth=1.5, easy_iterations=12, hard_iterations=30,
-             max_creep_increment=0.02, max_cutbacks=8, max_theta_increment=0.05, predictor=False,
+             max_creep_increment=0.02, creep_tolerance=0.002, max_cutbacks=8, max_theta_increment=0.05, predictor=False,
              newton_continuations=0, log_newton=False, stall_steps=100, stall_fraction=0.01)
     d.update(kw)
     return types.SimpleNamespace(**d)
@@ -141,10 +141,11 @@ def test_controller_gives_up_after_max_cutbacks():
 
 
 class _Scalar:
-    """A one-unknown problem: u relaxes towards theta with a creep increment proportional to dt."""
+    """A one-unknown problem: u follows theta; a creep increment rate x dt and a local creep error
+    estimate err2 x dt^2 (backward Euler's)."""
 
-    def __init__(self, rate):
-        self.u, self.rate, self.dt, self.commits, self.dts = np.zeros(1), rate, 0.0, 0, []
+    def __init__(self, rate, err2=0.0):
+        self.u, self.rate, self.err2, self.dt, self.commits, self.dts = np.zeros(1), rate, err2, 0.0, 0, []
 
     def set_state(self, theta, dt):
         self.theta, self.dt = theta.get("A", 0.0), dt
@@ -162,8 +163,8 @@ class _Scalar:
     def max_step(self, u, du):
         return 1.0
 
-    def max_creep_increment(self):
-        return self.rate * self.dt
+    def step_measures(self):
+        return {"creep_increment": self.rate * self.dt, "creep_error": self.err2 * self.dt**2}
 
     def commit(self):
         self.commits += 1
@@ -181,18 +182,28 @@ def _stepper(problem, protocol, **kw):
 
 
 def test_stepper_lengthens_steps_when_creep_is_slow_and_shortens_them_when_fast():
-    slow, segs = _stepper(_Scalar(rate=1e-9), ["Rest for 10 hours"])
+    slow, segs = _stepper(_Scalar(rate=1e-9, err2=1e-12), ["Rest for 10 hours"])
     for s in segs:
         slow.run_segment(s)
-    fast, segs = _stepper(_Scalar(rate=1e-3), ["Rest for 10 hours"])
+    fast, segs = _stepper(_Scalar(rate=1e-9, err2=1e-5), ["Rest for 10 hours"])
     for s in segs:
         fast.run_segment(s)
     assert slow.t == pytest.approx(36000.0) and fast.t == pytest.approx(36000.0)
     # slow: the step grows by 1.5 per step from 60 s to dt_max = 3600 s (11 steps), then stays there
-    assert slow.controller.dt == 3600.0 and slow.steps <= 11 + 10 and slow.rejected["creep_increment"] == 0
-    # fast creep: every step's creep increment is bounded by max_creep_increment (0.02 -> dt <= 20 s)
-    assert fast.steps >= 36000.0 / 20.0 and fast.rejected["creep_increment"] >= 1
-    assert fast.controller.dt <= 20.0
+    assert slow.controller.dt == 3600.0 and slow.steps <= 11 + 10 and sum(slow.rejected.values()) == 0
+    # fast: the error estimate 1e-5 dt^2 must stay below creep_tolerance = 0.002: dt <= 14.1 s; the first
+    # 60 s step is redone at 0.9 / sqrt(err / tol) of its length, and the steps settle at 0.9 x 14.1 s
+    assert fast.rejected["creep_error"] == 1 and max(fast.problem.dts[1:]) <= math.sqrt(0.002 / 1e-5)
+    assert fast.controller.dt == pytest.approx(0.9 * math.sqrt(0.002 / 1e-5), rel=1e-6)
+    assert fast.steps == pytest.approx(36000 / (0.9 * math.sqrt(0.002 / 1e-5)), abs=2)
+
+
+def test_stepper_bounds_the_creep_increment():
+    """max_creep_increment: a step whose creep increment exceeds it is redone at 0.8 of the step
+    that would meet it."""
+    st, segs = _stepper(_Scalar(rate=1e-3), ["Rest for 1 hour"])
+    st.run_segment(segs[0])
+    assert st.rejected["creep_increment"] >= 1 and max(st.problem.dts[1:]) <= 0.02 / 1e-3 * (1 + 1e-12)
 
 
 def test_stepper_follows_theta_and_restores_its_state():

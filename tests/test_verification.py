@@ -88,20 +88,19 @@ def _relax_exact(s0, n, A, sref, Emod, t):
     return (s0 ** (1 - n) + (n - 1) * Emod * A * sref ** (-n) * t) ** (1 / (1 - n))
 
 
-@pytest.mark.parametrize("n", [1, 3, 7])
-def test_norton_relaxation_free_block(tmp_path, n):
+@pytest.mark.parametrize("n,A", [(1, 1e-4), (1, 1e-2), (3, 1e-4), (3, 1e-2), (7, 1e-4), (7, 1e-2)])
+def test_norton_relaxation_free_block(tmp_path, n, A):
     """Free block lithiated quickly to a small theta, then rested: sigma_33 relaxes as
     sigma(t) = [sigma0^(1-n) + (n-1) E A sigma_ref^(-n) t]^(1/(1-n)) (uniaxial stress in 33 with
-    eps_33 = 0; small strain). Long-time limit: the whole volume change goes in-plane (area -> J_l)."""
+    eps_33 = 0; small strain). Long-time limit: the whole volume change goes in-plane (area -> J_l).
+    Default solver settings: the creep error control (solver.creep_tolerance) picks the steps, from
+    a relaxation time of ~1 s (n = 1, A = 1e-2) to hours (n = 7, A = 1e-4)."""
     sref = 100e6
-    A = 1e-4
     jmax = 1.98
     theta = 0.01  # eps_l = 0.98 % volume -> sigma0 ~ E eps_l / 3 ~ 30 MPa
-    # relaxation time scale tau_r = sigma0 / (E A (sigma0/sref)^n)
     prot = ["Lithiate at 36C to %g" % theta, "Rest for 4 hours"]  # lithiation takes 1 s
-    cfg = block_cfg(creep={"A": A, "n": n, "sigma_ref": sref}, boundary=FREE, protocol=prot, jmax=jmax,
-                    solver={"dt_initial": 1.0, "dt_max": 120.0, "max_creep_increment": 1e-4,
-                            "max_theta_increment": 0.5})
+    cfg = block_cfg(creep={"A": A, "n": n, "sigma_ref": sref}, boundary=FREE, protocol=prot, jmax=jmax, solver=None)
+    assert cfg.solver == type(cfg.solver)(max_theta_increment=0.25)  # defaults (theta moves 0.01 here)
     sim, s, ts = run(cfg, tmp_path)
     rest = [r for r in ts if r["time_s"] >= 1.0 - 1e-9]
     t0 = rest[0]["time_s"]
@@ -118,16 +117,19 @@ def test_norton_relaxation_free_block(tmp_path, n):
         assert final["solid_area_ratio"] == pytest.approx(Jl, rel=2e-4)
 
 
-def test_creep_under_stack_pressure(tmp_path):
+@pytest.mark.parametrize("defaults", [False, True])
+def test_creep_under_stack_pressure(tmp_path, defaults):
     """Lateral rollers, top pressure p, plane strain, no lithiation. With s = sigma_11 = sigma_33 and
     q = s - sigma_22 = s + p (the von Mises stress), eps_11 = 0 gives
     dq/dt = -E/(2(1-nu)) A (q/sigma_ref)^n, q0 = p (1-2nu)/(1-nu); and
-    eps_22(t) = (-p - 2 nu s)/E + 2 (1-nu)(s - s0)/E (small strain)."""
+    eps_22(t) = (-p - 2 nu s)/E + 2 (1-nu)(s - s0)/E (small strain).
+    Within 1 % with small hand-set steps; within 2 % with the default settings (creep error control)."""
     p, n, A, sref = 20e6, 3, 1e-4, 50e6
     bnd = {"left": "roller", "right": "roller", "bottom": "roller", "top": {"pressure": p}}
     cfg = block_cfg(creep={"A": A, "n": n, "sigma_ref": sref}, boundary=bnd, jmax=1.0,
                     protocol=["Rest for 2 hours"],
-                    solver={"dt_initial": 1.0, "dt_max": 60.0, "max_creep_increment": 2e-5})
+                    solver=None if defaults else {"dt_initial": 1.0, "dt_max": 60.0, "max_creep_increment": 2e-5})
+    tol = 0.02 if defaults else 0.01
     cfg.materials["Se"].active = False
     sim, s, ts = run(cfg, tmp_path)
     q0 = p * (1 - 2 * NU) / (1 - NU)
@@ -137,9 +139,9 @@ def test_creep_under_stack_pressure(tmp_path):
         t = r["time_s"]
         q = _relax_exact(q0, n, A, sref, Eeff, t)
         sv = q - p
-        assert r["vm_mean_Se_Pa"] == pytest.approx(q, rel=0.01, abs=1e-3 * q0)
+        assert r["vm_mean_Se_Pa"] == pytest.approx(q, rel=tol, abs=1e-3 * q0)
         e22 = (-p - 2 * NU * sv) / E + 2 * (1 - NU) * (sv - s0) / E
-        assert r["height_change"] == pytest.approx(e22, rel=0.01)
+        assert r["height_change"] == pytest.approx(e22, rel=tol)
 
 
 def test_newton_quadratic_convergence(tmp_path):
@@ -179,7 +181,8 @@ def test_time_step_convergence_first_order(tmp_path):
         cfg = block_cfg(creep={"A": A, "n": n, "sigma_ref": sref}, boundary=FREE,
                         protocol=["Lithiate at 36C to 0.01", "Rest for 20 min"], mesh=2e-6,
                         solver={"dt_initial": dt, "dt_max": dt, "max_creep_increment": 1.0,
-                                "max_theta_increment": 0.5, "growth": 1.0001})
+                                "max_theta_increment": 0.5, "growth": 1.0001,
+                                "creep_tolerance": 0.0})  # fixed steps (no error control): the point of the test
         sim, s, ts = run(cfg, tmp_path / f"dt{dt:g}")
         rest = [r for r in ts if r["time_s"] >= 1.0 - 1e-9]
         s0 = -rest[0]["s33_mean_Se_Pa"]

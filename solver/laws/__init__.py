@@ -97,6 +97,13 @@ class MaterialLaw:
         """Incremental potential of the step per reference area at each point (inf where det F <= 0)."""
         raise NotImplementedError
 
+    def step_error(self, response: PointResponse, state: dict, props, dt: float) -> np.ndarray:
+        """Local time-integration error of the step at each point, as an equivalent stress (model
+        units; zeros for a rate-independent law). The step controller keeps it, averaged over each
+        phase, below solver.creep_tolerance of the phase's mean equivalent stress (in the spirit of
+        MOOSE's computeTimeStepLimit)."""
+        return np.zeros(len(response.vm))
+
 
 def register(cls):
     """Class decorator: make a law available under `cls.name`."""

@@ -293,13 +293,16 @@ def _get_kernel():
 class HenckyNorton(MaterialLaw):
     """Hencky elasticity + isotropic swelling J_l(theta) + Norton creep (J2 flow), backward Euler
     with the exponential map; the config keys of `[materials.<phase>]` (E, nu, J_l,max, `creep`,
-    `lithiated`) are its properties. Internal variables: Cp^-1 and the equivalent creep strain."""
+    `lithiated`) are its properties. Internal variables: Cp^-1, the equivalent creep strain and its
+    rate at the end of the last step (for the error estimate of the next)."""
 
     name = "hencky_norton"
     state_variables = (
         StateVariable("Cp_inv", 4, (1.0, 1.0, 0.0, 1.0), "inverse creep right Cauchy-Green tensor [C11, C22, C12, C33]"),
         StateVariable("eps_cr", 1, (0.0,), "equivalent creep strain", field="creep_eq"),
+        StateVariable("creep_rate", 1, (0.0,), "equivalent creep strain rate at the end of the last step [1/s]"),
     )
+
 
     @dataclass(frozen=True)
     class Properties:
@@ -322,8 +325,17 @@ class HenckyNorton(MaterialLaw):
     def update(self, F, state, props, dt, tangent):
         r = update(F, state["Cp_inv"], props.Jl, props.mu, props.lam, props.A, props.n, props.sigma_ref, dt,
                    tangent=tangent)
-        return PointResponse(r.P, r.dPdF, r.tau, r.sigma, r.vm, {"Cp_inv": r.Cp_inv, "eps_cr": state["eps_cr"] + r.deps},
-                             r.deps, r.ratio)
+        rate = r.deps / dt if dt > 0 else state["creep_rate"]
+        return PointResponse(r.P, r.dPdF, r.tau, r.sigma, r.vm,
+                             {"Cp_inv": r.Cp_inv, "eps_cr": state["eps_cr"] + r.deps, "creep_rate": rate}, r.deps, r.ratio)
+
+    def step_error(self, response, state, props, dt):
+        """Backward Euler's local error e = |d_eps - dt rate_n| / 2 (rate_n: the creep rate at the
+        start of the step, i.e. at the end of the last one; Abaqus' CETOL compares the same two
+        increments), as the equivalent stress it moves, 3 mu e."""
+        if dt <= 0:
+            return np.zeros(len(response.vm))
+        return 1.5 * props.mu * np.abs(response.deps - dt * state["creep_rate"])
 
     def energy_density(self, response, F, props):
         """W = psi(ee) + n/(n+1) d_eps sigma_e: the Hencky energy plus the Norton dissipation of the
