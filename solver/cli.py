@@ -1,4 +1,4 @@
-"""Command line: creep-cathode {check, mesh, run, report, sweep, collect, materials}.
+"""Command line: creep-cathode {check, mesh, run, report, sweep, collect, materials, bench}.
 
 Exit codes: 0 success; 2 bad config or input (one line naming the key); 3 solver failure (the
 run folder says `failed` and why); 4 file-system error; 1 unexpected internal error.
@@ -59,6 +59,15 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--case", type=int, default=None, help="run only case I (used by the SLURM array)")
     co = sub.add_parser("collect", help="aggregate a sweep folder into sweep.csv")
     co.add_argument("dir")
+    be = sub.add_parser("bench", help="benchmark: floor-normalised cost per step, time split, DoF and rank scaling")
+    be.add_argument("config", nargs="?", default=None, help="config (default: configs/se_mse.toml of this checkout)")
+    be.add_argument("-o", "--out", required=True, help="output folder (bench.json, bench.md, bench.png, run folders)")
+    be.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="override a config value in every case")
+    be.add_argument("--protocol", default="Lithiate at 0.1C", help="the main case's one protocol step")
+    be.add_argument("--quick", action="store_true", help="the main case runs the short scaling protocol too")
+    be.add_argument("--ranks", default="1,2", help="rank counts for the rank scaling (comma-separated)")
+    be.add_argument("--mesh-scales", default="1,0.5,0.25", help="mesh_size factors for the DoF scaling")
     ma = sub.add_parser("materials", help="list the cited materials library (configs/materials/), or show one entry")
     ma.add_argument("name", nargs="?", help="an entry (e.g. Se): every value with its kind and citation")
     return p
@@ -133,6 +142,30 @@ def cmd_collect(args) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args) -> int:
+    from pathlib import Path
+
+    from .bench import SHORT, run_bench
+
+    config = args.config or str(Path(__file__).resolve().parent.parent / "configs" / "se_mse.toml")
+    try:
+        ranks = tuple(int(x) for x in args.ranks.split(","))
+        scales = tuple(float(x) for x in args.mesh_scales.split(","))
+    except ValueError:
+        from .config import ConfigError
+
+        raise ConfigError("--ranks / --mesh-scales: comma-separated numbers") from None
+    if _rank() == 0:
+        res = run_bench(config, args.out, main_protocol=SHORT if args.quick else args.protocol, ranks=ranks,
+                        mesh_scales=scales, extra=args.overrides)
+        sys.stdout.write((Path(args.out) / "bench.md").read_text())
+        bad = [r.get("name") for r in [res["main"], *res["dof_scaling"], *res["rank_scaling"]] if "floor_s" not in r]
+        if bad:
+            _say(f"error: bench cases failed: {', '.join(map(str, bad))} (see {args.out})")
+            return EXIT_SOLVER
+    return EXIT_OK
+
+
 def cmd_materials(args) -> int:
     from .library import format_entry, format_table
 
@@ -162,7 +195,8 @@ def _dispatch(args) -> int:
         PackingError = ConfigError
     try:
         return {"check": cmd_check, "mesh": cmd_mesh, "run": cmd_run, "report": cmd_report,
-                "sweep": cmd_sweep, "collect": cmd_collect, "materials": cmd_materials}[args.cmd](args)
+                "sweep": cmd_sweep, "collect": cmd_collect, "materials": cmd_materials,
+                "bench": cmd_bench}[args.cmd](args)
     except ConfigError as e:
         _say(f"error: {e}")
         return EXIT_CONFIG

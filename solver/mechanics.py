@@ -80,7 +80,7 @@ class Mechanics:
             self._project_contact_always = contact.project_hessian
             self.contact.project_hessian = contact.project_hessian
             self.k_prox.value = contact.proximal
-        self.timers = {"constitutive": 0.0, "assembly": 0.0}
+        self.timers = {"constitutive": 0.0, "assembly": 0.0}  # (contact: self.contact.stats)
         self._cache = None  # (u, (F, response), with tangent, dt) of the last constitutive update
         self.dt = 0.0
 
@@ -178,7 +178,9 @@ class Mechanics:
         e = self._stored_energy(u_array)
         if not np.isfinite(e):
             return math.inf
+        t0 = time.perf_counter()
         e += self.comm.allreduce(fem.assemble_scalar(self.E_form), op=MPI.SUM)
+        self.timers["assembly"] += time.perf_counter() - t0
         if self.contact is not None:
             e += self.contact.energy(u_array)
         return e
@@ -202,13 +204,24 @@ class Mechanics:
         A.zeroEntries()
         fp.assemble_matrix(A, self.a_form, bcs=self.bcs)
         A.assemble()
+        self.timers["assembly"] += time.perf_counter() - t0
         if self.contact is not None:
             self.contact.add_gradient(b, u_array)
             self.contact.add_hessian(A, u_array)
+            t0 = time.perf_counter()
             A.assemble()  # contact adds nothing to Dirichlet rows/columns (bcs given to it)
+            self.timers["assembly"] += time.perf_counter() - t0
         b.array[self.bc.dirichlet_owned] = 0.0
-        self.timers["assembly"] += time.perf_counter() - t0
         return b, A
+
+    def time_split(self) -> dict:
+        """Seconds spent so far, by part: constitutive update, finite-element assembly, contact
+        (barrier energy, gradient, Hessian and its merge, collision detection)."""
+        out = dict(self.timers)
+        if self.contact is not None:
+            st = self.contact.stats
+            out["contact"] = sum(st[k] for k in ("t_hessian", "t_insert", "t_ccd", "t_energy", "t_gradient"))
+        return out
 
     def set_hessian_projection(self, flag: bool):
         """Newton's switch for the PSD projection of the Hessian where the exact one gave no descent

@@ -100,10 +100,19 @@ def _solve(ksp, A, b, du):
     return True, ""
 
 
-def _direction(ksp, pattern: dict, A, b, du, say):
+def _direction(ksp, pattern: dict, A, b, du, say, timers=None):
     """du = -A^{-1} b with the checks: if A's nonzero pattern changed in place since this KSP last
     factorised it (contact merges; `pattern` remembers it), reset the KSP (PETSc would reuse a
     stale symbolic factorisation); if the solve is inaccurate anyway, reset and solve once more."""
+    t0 = time.perf_counter()
+    try:
+        return _direction_checked(ksp, pattern, A, b, du, say)
+    finally:
+        if timers is not None:
+            timers["linear_solve"] += time.perf_counter() - t0
+
+
+def _direction_checked(ksp, pattern, A, b, du, say):
     key = (A.handle, A.getInfo(PETSc.Mat.InfoType.GLOBAL_SUM)["nz_used"])
     if pattern.get("key", key) != key:
         ksp.reset()
@@ -149,6 +158,7 @@ class NewtonSolver:
         self.atol, self.rtol, self.dx_tol, self.max_it, self.log = atol, rtol, dx_tol, max_it, log
         self.ksp = ksp if ksp is not None else default_ksp(comm)
         self._pattern: dict = {}  # (matrix handle, nonzeros) the KSP last factorised
+        self.timers = {"linear_solve": 0.0}  # seconds spent in the linear solver
 
     def minimise(self, system: System, u) -> NewtonResult:
         """Minimise system's energy over u (a DOLFINx Function, updated in place); returns a
@@ -202,7 +212,7 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
         if it == max_it:
             return done(False, it, f"no convergence in {max_it} iterations (|r| = {rnorm:.3e}, |r0| = {r0:.3e})")
         # --- direction
-        ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"))
+        ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"), solver.timers)
         if not ok:
             return done(False, it, msg)
         slope = b.dot(du.x.petsc_vec)  # b·δ
@@ -217,7 +227,7 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
                 b, A = system.assemble(u.x.array)
             finally:
                 system.set_hessian_projection(False)
-            ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"))
+            ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"), solver.timers)
             if not ok:
                 return done(False, it, msg)
             slope = b.dot(du.x.petsc_vec)

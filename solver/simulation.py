@@ -121,6 +121,7 @@ class Simulation:
 
         cfg = self.cfg
         self.t_start = time.monotonic()
+        self.timers = {"setup": 0.0, "metrics": 0.0, "output": 0.0, "checkpoint": 0.0}
         self.wall_before, self.resumes = 0.0, 0  # earlier runs of this folder (--resume)
         self.wall_partial = False
         self.scaling = scaling = Scaling.for_config(cfg)
@@ -151,6 +152,7 @@ class Simulation:
             from .fields import FieldWriter
 
             self.fields = FieldWriter(mech, self.outdir / "fields", keep_existing=resume)
+        self.timers["setup"] = time.monotonic() - self.t_start  # packing, meshing, spaces, forms, contact
         return self
 
     # ------------------------------------------------------------------------------------
@@ -165,7 +167,9 @@ class Simulation:
 
     def _on_step(self, seg, info):
         _maybe_inject_failure(self.comm.rank, self.stepper.steps)
+        t0 = time.perf_counter()
         row = self._row(seg, info)
+        t1 = time.perf_counter()
         self.last_row = row
         if self.rank0:
             self.ts.append(row)
@@ -173,12 +177,21 @@ class Simulation:
         self.progress.update(seg.cycle, self.stepper.steps, self.stepper.t, theta, self.mech.dt, info.iterations)
         if self.fields is not None and self.cfg.output.fields == "every_step":
             self.fields.write(self.stepper.t)
+        self.timers["metrics"] += t1 - t0
+        self.timers["output"] += time.perf_counter() - t1
         self._step_checkpoint()
 
     def _on_segment_end(self, seg):
         kind = seg.step.kind
         if kind == "rest":
             return
+        t0 = time.perf_counter()
+        try:
+            self._write_cycle_end(seg, kind)
+        finally:
+            self.timers["output"] += time.perf_counter() - t0
+
+    def _write_cycle_end(self, seg, kind):
         row = dict(self.last_row) if self.last_row else self._row(seg, None)
         row = {"cycle": seg.cycle, "state": "lithiated" if kind == "lithiate" else "delithiated", **row}
         self.cycle_rows.append(row)
@@ -244,7 +257,7 @@ class Simulation:
                 "wall_s": self.wall_before + time.monotonic() - self.t_start, "resumes": self.resumes}
         t0 = time.perf_counter()
         checkpoint.save(self.outdir, self.mech, meta, self.comm, arrays=arrays)
-        self.mech.timers["checkpoint"] = self.mech.timers.get("checkpoint", 0.0) + time.perf_counter() - t0
+        self.timers["checkpoint"] += time.perf_counter() - t0
 
     def _step_checkpoint(self):
         every = self.cfg.solver.checkpoint_every
@@ -275,6 +288,16 @@ class Simulation:
             self.cyc.rows = CSVTable.read(self.cyc.path)[: meta["cyc_rows"]]
         return meta["segment"]
 
+    def time_split(self, wall: float) -> dict:
+        """Seconds of this run by part (largest over the ranks): setup (packing, meshing, forms),
+        constitutive, assembly, contact, linear_solve, metrics, output, checkpoint, other (the rest
+        of the wall time: Newton and line-search bookkeeping, the predictor) and total."""
+        parts = {**self.mech.time_split(), **self.newton.timers, **self.timers}
+        out = {k: self.comm.allreduce(v, op=MPI.MAX) for k, v in parts.items()}
+        out["other"] = max(0.0, wall - sum(out.values()))
+        out["total"] = wall
+        return out
+
     def finish(self, status, reason, seg) -> dict:
         """Close the outputs, write summary.json, pores.csv and the plots; returns the summary."""
         mech, cfg, st = self.mech, self.cfg, self.stepper
@@ -301,7 +324,7 @@ class Simulation:
             "element_degree": mech.deg,
             "quadrature_degree": mech.q,
             "config_hash": cfgmod.physics_hash(cfg),
-            "timings_s": {k: self.comm.allreduce(v, op=MPI.MAX) for k, v in mech.timers.items()},
+            "timings_s": self.time_split(wall),
             "final": self.last_row,
             "descriptors": _descriptors(cfg),
             "provenance": provenance(self.comm.size) if self.rank0 else None,
