@@ -18,6 +18,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .config import ConfigError
+from .mpiutil import on_root
 from .output import atomic_write
 
 NAME = "checkpoint.npz"
@@ -116,31 +117,13 @@ def validate(folder) -> dict | None:
 
 def load_meta(folder, comm=MPI.COMM_WORLD) -> dict | None:
     """validate() on rank 0, broadcast (all ranks raise together)."""
-    meta, err = None, None
-    if comm.rank == 0:
-        try:
-            meta = validate(folder)
-        except CheckpointError as e:
-            err = str(e)
-    meta, err = comm.bcast((meta, err), root=0)
-    if err:
-        raise CheckpointError(err)
-    return meta
+    return on_root(comm, lambda: validate(folder), CheckpointError)
 
 
 def restore(folder, mech, comm=MPI.COMM_WORLD) -> tuple[dict, dict]:
     """Load the state into `mech`; returns (meta, arrays): the meta dict and the stored nodal
     arrays other than u and u_n ({name: local array, ghosts not updated})."""
-    p = Path(folder) / NAME
-    z, err = None, None
-    if comm.rank == 0:
-        try:
-            z = _read(p)
-        except CheckpointError as e:
-            err = str(e)
-    z, err = comm.bcast((z, err), root=0)
-    if err:
-        raise CheckpointError(err)
+    z = on_root(comm, lambda: _read(Path(folder) / NAME), CheckpointError)
     meta = z["meta"]
     keys, _, _ = _node_data(mech, {})
     idx = np.searchsorted(z["node_keys"], keys)
