@@ -1,0 +1,111 @@
+"""RVE ensembles: the same config over N packings (random seeds), and per-cycle statistics.
+
+`creep-cathode ensemble CONFIG --seeds N -o DIR` runs the config with rve.seed = 1..N (a sweep
+over the seed, one run folder per seed, completed runs reused) and writes:
+
+- DIR/ensemble.csv: per cycle and state (lithiated / delithiated), for every metric of cycles.csv,
+  the mean over the packings, the half-width of its 95 % confidence interval (Student's t with
+  n - 1 degrees of freedom: t_{0.975, n-1} s / sqrt(n)) and n;
+- DIR/plots/ensemble_contact.png, ensemble_stress.png: means with 95 % bands and the paper's points.
+
+The statistics (`summarise`) are pure and tested on synthetic inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import in_state, phases_of
+
+
+def t_quantile(n: int, p: float = 0.975) -> float:
+    """Student's t quantile for n samples (n - 1 degrees of freedom); nan for n < 2."""
+    if n < 2:
+        return math.nan
+    from scipy.stats import t
+
+    return float(t.ppf(p, n - 1))
+
+
+def mean_ci(values) -> tuple[float, float, int]:
+    """(mean, 95 % confidence half-width, n) of the finite values."""
+    v = np.asarray([x for x in values if isinstance(x, (int, float)) and math.isfinite(x)], dtype=float)
+    n = len(v)
+    if n == 0:
+        return math.nan, math.nan, 0
+    if n == 1:
+        return float(v[0]), math.nan, 1
+    return float(v.mean()), t_quantile(n) * float(v.std(ddof=1)) / math.sqrt(n), n
+
+
+def summarise(runs: list[list[dict]]) -> list[dict]:
+    """Per (cycle, state) statistics over runs (each: the rows of one run's cycles.csv). A row per
+    (cycle, state) that at least one run reached: cycle, state, and for every numeric metric
+    column c: c_mean, c_ci95 (half-width), c_n."""
+    keys = []
+    for rows in runs:
+        for r in rows:
+            k = (int(r["cycle"]), r["state"])
+            if k not in keys:
+                keys.append(k)
+    cols = [c for c in (runs[0][0] if runs and runs[0] else {})
+            if c not in ("cycle", "state", "step", "time_s") and not c.startswith("theta_")]
+    out = []
+    for cyc, state in sorted(keys, key=lambda k: (k[0], k[1] != "lithiated")):
+        row = {"cycle": cyc, "state": state}
+        sel = [next((r for r in rows if int(r["cycle"]) == cyc and r["state"] == state), None) for rows in runs]
+        for c in cols:
+            m, h, n = mean_ci([r[c] for r in sel if r is not None and c in r])
+            row[f"{c}_mean"], row[f"{c}_ci95"], row[f"{c}_n"] = m, h, n
+        out.append(row)
+    return out
+
+
+def plot_bands(summary: list[dict], folder, paper: dict | None = None) -> list[Path]:
+    """Contact ratios and mean von Mises stresses at full lithiation vs cycle: ensemble means with
+    95 % bands, the paper's points where it has them. Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .reference import PAPER
+
+    paper = PAPER if paper is None else paper
+    lit = in_state(summary, "lithiated")
+    if not lit:
+        return []
+    folder = Path(folder)
+    (folder / "plots").mkdir(parents=True, exist_ok=True)
+    phases = phases_of({k[:-len("_mean")]: 0 for k in lit[0] if k.endswith("_mean")})
+    c = [r["cycle"] for r in lit]
+    files = []
+    for kind, cols, scale, ylabel in (
+            ("contact", [f"contact_{a}_{b}" for a in phases for b in phases], 100, "contact ratio at full lithiation [%]"),
+            ("stress", [f"vm_mean_{p}_Pa" for p in phases], 1e-9, "mean von Mises at full lithiation [GPa]")):
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for col in cols:
+            m = np.array([r.get(f"{col}_mean", np.nan) for r in lit], float)
+            h = np.array([r.get(f"{col}_ci95", np.nan) for r in lit], float)
+            if not np.any(np.nan_to_num(m)):
+                continue
+            line, = ax.plot(c, m * scale, "o-", ms=3, label=col.replace("contact_", "").replace("vm_mean_", "").replace("_Pa", ""))
+            ax.fill_between(c, (m - h) * scale, (m + h) * scale, color=line.get_color(), alpha=0.2, lw=0)
+            if col in paper:
+                ax.plot(list(paper[col]), [v * scale for v in paper[col].values()], "s", mfc="none",
+                        color=line.get_color(), ms=8, label=f"{line.get_label()} paper")
+        n = max((r.get(f"{cols[0]}_n", 0) for r in lit), default=0)
+        ax.set_title(f"ensemble of {n} packings: mean and 95 % interval")
+        ax.set_xlabel("cycle")
+        ax.set_ylabel(ylabel)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = folder / "plots" / f"ensemble_{kind}.png"
+        fig.savefig(p, dpi=120)
+        plt.close(fig)
+        files.append(p)
+    return files
