@@ -44,7 +44,7 @@ def circles_from_config(rve, comm=MPI.COMM_WORLD):
             if rve.kind == "random":
                 circles = pack_random(rve.width, rve.height, dict(rve.fractions),
                                       {p: (s.mean_diameter, s.cv) for p, s in rve.size.items()},
-                                      rve.min_gap, rve.seed)
+                                      rve.min_gap, rve.seed, max_iterations=rve.packing_iterations)
             else:
                 circles = [Circle(p.phase, float(p.center[0]), float(p.center[1]), float(p.radius))
                            for p in rve.particles]
