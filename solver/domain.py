@@ -50,10 +50,10 @@ def circles_from_config(rve, comm=MPI.COMM_WORLD):
                            for p in rve.particles]
                 validate_particles(circles, rve.width, rve.height, rve.min_gap)
         except PackingError as e:
-            err = str(e)
+            err = (str(e), e.key)
     err, circles = comm.bcast((err, circles), root=0)
     if err:
-        raise PackingError(err)
+        raise PackingError(*err)
     return circles
 
 

@@ -307,6 +307,8 @@ def run_sweep(args) -> int:
     case = getattr(args, "case", None)
     if case is not None and not 0 <= case < len(sw["cases"]):
         raise cfgmod.ConfigError(f"--case {case}: the sweep has cases 0 to {len(sw['cases']) - 1}")
+    if getattr(args, "slurm", False):
+        _plain(out)  # before anything is created
     err = None
     if rank == 0:
         if out.exists() and not out.is_dir():
@@ -404,6 +406,8 @@ def _plot(out: Path, rows):
     params = [k for k in done[0] if k not in ("case", "status", "reason", "wall_time_s", "cycles")
               and not k.endswith(("_first", "_last"))]
     mets = [k for k in done[0] if k.endswith("_last")]
+    if not mets:
+        return
     (out / "plots").mkdir(exist_ok=True)
     for p in params:
         fig, ax = plt.subplots(figsize=(6, 4))
