@@ -87,7 +87,6 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 __all__ = [
     "Circle",
@@ -414,6 +413,8 @@ class _Packer:
         return np.where(X < 0.0, 0.0, X)
 
     def pairs(self, X, cutoff):
+        from scipy.spatial import cKDTree  # here, not at the top: `check` validates without packing
+
         tree = cKDTree(self.wrap(X), boxsize=self.L)
         p = tree.query_pairs(cutoff, output_type="ndarray")
         return p[:, 0], p[:, 1]
