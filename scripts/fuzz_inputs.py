@@ -140,7 +140,7 @@ def _values(path, value, is_table):
     return [(1, "?")]
 
 
-_GRAMMAR_NUM = re.compile(r"^[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?$")
+_GRAMMAR_NUM = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
 STEP_NUMS = ["0.1", "2", "1000", "1e-5", "1e400", "1e13", "1e-13", "0", "-1", "nan", "inf", "1e-400", "0x10",
              "1_000", "\u0661", "\uff11", "1.", ".5", "5e", "1e999999999", "9" * 5000, "", "1000.01", "9e-6"]
 UNITS = {"s": 1.0, "min": 60.0, "hr": 3600.0, "hours": 3600.0}
@@ -156,7 +156,7 @@ def _protocol_cases():
     for kind in ("Lithiate", "Delithiate"):
         for n in STEP_NUMS:
             c = _num(n)
-            ok = c is not None and 1e-5 <= c <= 1000
+            ok = c is not None and 1e-5 <= c <= 1000 and len(n) < 150  # a step is at most 200 characters
             out.append((f"{kind} at {n}C", "good" if ok else "bad"))
             for m in ("0.3", "1.5", "1e400", "1e-400"):
                 t = _num(m)
@@ -165,7 +165,7 @@ def _protocol_cases():
     for n in STEP_NUMS:
         for u, f in UNITS.items():
             d = _num(n)
-            ok = d is not None and 0 < d * f <= 1e9
+            ok = d is not None and 0 < d * f <= 1e9 and len(n) < 150
             out.append((f"Rest for {n} {u}", "good" if ok else "bad"))
     out += [("lithiate   AT 1c", "good"), ("REST FOR 2 HOURS", "good"), ("Lithiate at 1C\nRest for 2 h", "bad"),
             ("Lithiate at 1C" + " " * 100000 + "x", "bad"), ("Lithiate at 1C\x00", "bad"), ("\u00a0Rest for 1 s", "?"),

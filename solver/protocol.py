@@ -10,7 +10,8 @@ Step grammar (case-insensitive, SI output):
 
 Bounds (a value beyond them is certainly a mistake, and refused): C-rate in [MIN_C_RATE, MAX_C_RATE]
 = [1e-5, 1000] C (a full step in 11 years .. 3.6 s; the fastest cells are tested at ~100 C); a rest
-of at most MAX_REST_S = 1e9 s (32 years); at most MAX_STEPS = 1000 steps per cycle.
+of at most MAX_REST_S = 1e9 s (32 years); at most MAX_STEPS = 1000 steps per cycle, each at most
+MAX_STEP_CHARS = 200 characters long.
 
 theta is the state of lithiation of every active phase (uniform, DESIGN section 2). It moves
 linearly in time at the C-rate: |d theta / dt| = c / 3600 1/s. A step whose target is already
@@ -33,6 +34,7 @@ MIN_C_RATE = 1e-5  # 1/h: a full 0 -> 1 step in 11 years
 MAX_C_RATE = 1000.0  # 1/h: a full step in 3.6 s
 MAX_REST_S = 1e9  # s: 32 years
 MAX_STEPS = 1000  # steps per cycle
+MAX_STEP_CHARS = 200  # characters of one step (after collapsing white space)
 
 
 class ProtocolError(ValueError):
@@ -67,7 +69,9 @@ class Segment:
         return self.theta0 + s * (self.theta1 - self.theta0)
 
 
-_NUM = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+# digits, digits.digits or .digits, optional exponent; written so that a failing match backtracks in
+# linear time (the equivalent [0-9]*\.?[0-9]+ takes quadratic time on a long run of digits)
+_NUM = r"((?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
 _CHARGE = re.compile(rf"^(lithiate|delithiate)\s+at\s+{_NUM}\s*c(?:\s+to\s+{_NUM})?$", re.I)
 _REST = re.compile(rf"^rest\s+for\s+{_NUM}\s*(s|sec|secs|seconds?|min|mins|minutes?|h|hr|hrs|hours?)$", re.I)
 _UNIT_S = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "min": 60.0, "mins": 60.0,
@@ -79,6 +83,8 @@ def parse_step(text: str) -> Step:
     if not isinstance(text, str):
         raise ProtocolError(f"step {short(text)} is not a string")
     s = " ".join(text.strip().split())
+    if len(s) > MAX_STEP_CHARS:
+        raise ProtocolError(f"step {short(text)} is too long (at most {MAX_STEP_CHARS} characters)")
     m = _CHARGE.match(s)
     if m:
         kind = m.group(1).lower()

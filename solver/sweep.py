@@ -251,7 +251,7 @@ def _run_mpi(sw, out: Path, k: int) -> None:
             break
         case = cases[i]
         folder = case_folder(out, case)
-        if _done(folder, case["config"]):
+        if comm.bcast(_done(folder, case["config"]) if comm.rank == 0 else None, root=0):
             continue
         _run_case_mpi(case, folder, comm)
     world.Barrier()

@@ -236,6 +236,21 @@ def test_item9_non_ascii_text_round_trips(tmp_path):
     assert "phase name" in refused(['rve.fractions."Se😀"=0.1'])
 
 
+@pytest.mark.timeout(120)
+def test_item9_protocol_parser_never_hangs():
+    """A failing match on a long run of digits backtracked in quadratic time (8000 digits: ~2 min);
+    steps are now at most 200 characters and the number pattern backtracks linearly."""
+    from creep_cathode.protocol import _NUM
+
+    for text in ["Lithiate at " + "9" * 100_000 + "x", "Rest for " + "9" * 100_000 + " x"]:
+        with pytest.raises(ProtocolError, match="too long"):
+            parse_step(text)
+    assert re.fullmatch(_NUM, "9" * 1_000_000 + "x") is None
+    assert re.fullmatch(_NUM, "9" * 100_000 + "e" + "9" * 100_000 + "x") is None
+    assert [re.fullmatch(_NUM, x) is not None for x in ["1", "1.5", ".5", "15e-3", "1.", "1.e3", "e3"]] == \
+        [True, True, True, True, False, False, False]
+
+
 # ------------------------------------------------------------- sweeps (items 3, 4, 5, 6)
 def _sweep(tmp_path, axes: str, extra_set: str = "") -> Path:
     (tmp_path / "base.toml").write_text(BASE.read_text())
