@@ -314,9 +314,10 @@ def validate_particles(circles, width: float, height: float, min_gap: float) -> 
             raise PackingError(f"particle {k} has no phase name", key=f"rve.particles[{k}].phase")
         inside = 0.0 <= c.x <= width and 0.0 <= c.y <= height
         if not inside:
-            frac = clipped_area(c, width, height) / (math.pi * c.r * c.r)
-            if frac < MIN_PIECE_FRACTION:
-                what = "lies outside the box" if frac <= 0 else (
+            with np.errstate(over="ignore", invalid="ignore"):
+                frac = clipped_area(c, width, height) / (math.pi * c.r * c.r)
+            if not frac >= MIN_PIECE_FRACTION:  # NaN (a circle far beyond floating-point range) too
+                what = "lies outside the box" if not frac > 0 else (
                     f"has only {100 * frac:.2g} % of its area inside the box (a sliver)")
                 raise PackingError(f"particle {k} ({c.phase}, centre ({_fmt(c.x)}, {_fmt(c.y)}) m, radius "
                                    f"{_fmt(c.r)} m) {what} [0, {_fmt(width)}] x [0, {_fmt(height)}] m",

@@ -105,8 +105,11 @@ class SizeDist(_Strict):
 
 class ParticleSpec(_Strict):
     phase: PhaseName = Field(description="solid phase (a key of [materials])")
-    center: tuple[Real, Real] = Field(description="centre [x, y] [m]")
-    radius: PosFloat = Field(description="radius [m]; the diameter at least rve.mesh_size/10")
+    center: tuple[Annotated[Real, Field(ge=-LENGTH_MAX, le=LENGTH_MAX)], Annotated[Real, Field(ge=-LENGTH_MAX,
+                                                                                              le=LENGTH_MAX)]] = Field(
+        description=f"centre [x, y] [m], each in [-{LENGTH_MAX:g}, {LENGTH_MAX:g}]")
+    radius: PosFloat = Field(le=LENGTH_MAX, description=f"radius [m], at most {LENGTH_MAX:g}; the diameter at least "
+                                                        "rve.mesh_size/10")
 
 
 #: most explicit particles (the same limit as a random packing's, meshes/packing.py MAX_PARTICLES)

@@ -138,6 +138,8 @@ PARTICLES = ['rve.kind="particles"', "rve.min_gap=0.05e-6"]
                   '{phase="MSe", center=[9e-6, 5e-6], radius=3e-6}]'], "rve.particles[1]", "overlap"),
     (PARTICLES + ['rve.particles=[{phase="Se", center=[5e-6, 5e-6], radius=1e-8}]'], "rve.particles[0].radius",
      "far below rve.mesh_size"),
+    (PARTICLES + ['rve.particles=[{phase="Se", center=[1e-5, 1e300], radius=1e300}]'],
+     "rve.particles[0].center[1]", "must be <= 0.01"),
     (["rve.fractions.Se=0.45"], "rve.fractions", "above the densest random packing"),
     (["rve.width=8e-6", "rve.height=8e-6"], "rve.size.MSe.mean_diameter", "too big for the box"),
     (["rve.size.Se.mean_diameter=40e-9", "rve.size.MSe.mean_diameter=40e-9", "rve.min_gap=10e-9"],
@@ -147,6 +149,12 @@ PARTICLES = ['rve.kind="particles"', "rve.min_gap=0.05e-6"]
 def test_item8_geometry_decided_at_check(ovs, key, fragment):
     msg = refused(ovs)
     assert msg.startswith(key) and fragment in msg, msg
+
+
+def test_item8_circle_beyond_floating_point_range_is_outside():
+    """Its clipped area is NaN (r^2 overflows): that used to pass the 'piece inside' test."""
+    with pytest.raises(packing.PackingError, match="lies outside the box"):
+        packing.validate_particles([packing.Circle("Se", 1e-5, 1e300, 1e300)], 16e-6, 16e-6, 0.0)
 
 
 def test_item8_tiny_random_rve_never_reaches_gmsh(tmp_path):
