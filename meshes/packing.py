@@ -626,8 +626,9 @@ def _plan(width, height, fractions, size, min_gap, seed, max_iterations):
                            f"(~{PHI_MAX}): impossible", key="rve.fractions")
     if total <= 0.0:
         raise PackingError("all solid fractions are zero")
-    counts = {p: targets[p] * width * height / (math.pi / 4.0 * sizes[p][0] ** 2 * (1.0 + sizes[p][1] ** 2))
-              for p in phases}
+    # expected count f W H / E[pi d^2 / 4], as (W/d)(H/d): d**2 may underflow
+    counts = {p: targets[p] * (width / sizes[p][0]) * (height / sizes[p][0])
+              / (math.pi / 4.0 * (1.0 + sizes[p][1] ** 2)) for p in phases}
     if sum(counts.values()) > MAX_PARTICLES:
         p = max(counts, key=counts.get)
         raise PackingError(f"about {sum(counts.values()):.3g} particles ({p}: {counts[p]:.3g} of mean diameter "

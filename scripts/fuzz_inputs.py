@@ -60,7 +60,8 @@ PHASE_KEYS = {"phase"}
 TEXT_KEYS = {"source"}
 OPTIONAL = [  # keys a base may lack: (path, value of its kind)
     (("contact", "dhat"), 1e-8), (("contact", "tolerance"), 1e-8), (("solver", "quadrature_degree"), 2),
-    (("materials", "Se", "lithiated", "creep", "A"), 1e-8), (("materials", "Se", "creep", "Q"), 1e5),
+    (("materials", "Se", "lithiated", "creep"), {"A": 1e-8, "n": 5.0, "sigma_ref": 1e8}),
+    (("materials", "Se", "creep", "Q"), 1e5),
     (("materials", "Se", "creep", "T_ref"), 300.0), (("cycling", "initial_theta"), 0.1),
     (("rve", "packing_iterations"), 10000),
 ]
@@ -348,8 +349,14 @@ def main(argv=None) -> int:
             cases = [c for c in cases if rng.random() < a.sample]
         t0 = time.monotonic()
         print(f"corpus: {len(cases)} inputs; checking with {a.jobs} jobs ...", flush=True)
+        results = []
         with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
-            results = list(ex.map(lambda c: _check(c, a.timeout), cases))
+            for r in ex.map(lambda c: _check(c, a.timeout), cases):
+                results.append(r)
+                if r["problems"]:
+                    print(f"  ! {r['problems']} rc={r['rc']} {r['note'][:80]!r}: {r['stderr'][:160]!r}", flush=True)
+                if len(results) % 200 == 0:
+                    print(f"{len(results)} checked ({time.monotonic() - t0:.0f} s)", flush=True)
         runs = []
         if a.runs > 0:
             ok = [r for r in results if r["rc"] == 0 and r["base"] == "block"]

@@ -83,7 +83,7 @@ Fraction = Annotated[Real, Field(gt=0, lt=1)]
 
 # Bounds (a value beyond them is certainly a mistake); each is stated in its key's description.
 E_MIN, E_MAX = 1e3, 1e13  # Pa: softer than any solid (a hydrogel); 8x diamond's 1.2 TPa
-LENGTH_MIN, LENGTH_MAX = 1e-8, 1e-2  # m: 10 nm (continuum mechanics of particles ends); 1 cm (thicker than any electrode)
+LENGTH_MIN, LENGTH_MAX = 1e-8, 1e-2  # m: 10 nm (continuum particles end); 1 cm (thicker than any electrode)
 T_MIN, T_MAX = 1.0, 3000.0  # K: above the melting point of every electrode material
 A_MAX = 1e6  # 1/s: a strain rate of 1e6 1/s at sigma_ref is ballistic impact, not creep
 SIGMA_REF_MIN, SIGMA_REF_MAX = 1.0, 1e12  # Pa: the theoretical strength of solids is E/10 <= 1e12 Pa
@@ -174,7 +174,7 @@ class RVE(_Strict):
                 raise ValueError("rve.phase: required for kind = 'block'")
         if self.mesh_size > 0.5 * min(self.width, self.height):
             raise ValueError("rve.mesh_size: must be at most half the RVE width/height")
-        cells = 4.0 * self.width * self.height / self.mesh_size**2
+        cells = 4.0 * (self.width / self.mesh_size) * (self.height / self.mesh_size)  # mesh_size**2 may underflow
         if cells > 4e6:
             raise ValueError(f"rve.mesh_size: too small for the RVE (~{cells:.2g} cells; at most 4e6)")
         if self.min_gap >= 0.5 * min(self.width, self.height):
@@ -384,7 +384,8 @@ class Solver(_Strict):
                                                                "is hard: the next one shrinks by 0.7")
     log_newton: Bool = Field(False, description="print every Newton iteration (debugging)")
     predictor: Bool = Field(True, description="start each step from the extrapolated last increment")
-    checkpoint_every: Int = Field(0, ge=0, le=10**9, description="write a checkpoint every N steps (0: cycle ends only)")
+    checkpoint_every: Int = Field(0, ge=0, le=10**9,
+                                  description="write a checkpoint every N steps (0: cycle ends only)")
 
     @model_validator(mode="after")
     def _dt(self):
@@ -488,7 +489,8 @@ def _message(e: ValidationError) -> str:
         got = f" (got {short(inp)})"
     if loc and msg.startswith(loc.split(".")[0] + "."):
         return msg  # validator already named the key
-    if msg.startswith(("rve.", "materials.", "boundary", "solver.", "cycling.", "contact.", "volume_ratio")) and not loc:
+    if not loc and msg.startswith(("rve.", "materials.", "boundary", "solver.", "cycling.", "contact.",
+                                   "volume_ratio")):
         return msg
     return f"{loc}: {msg}{got}" if loc else f"{msg}{got}"
 
@@ -580,7 +582,7 @@ def _toml(text: str, where: str) -> dict:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: not valid TOML ({e})") from None
     except ValueError as e:  # integers beyond Python's int-string limit
-        raise ConfigError(f"{where}: not valid TOML (an integer with too many digits: {e.__class__.__name__})") from None
+        raise ConfigError(f"{where}: not valid TOML (an integer with too many digits)") from None
     except RecursionError:
         raise ConfigError(f"{where}: not valid TOML (nested too deeply)") from None
 

@@ -8,28 +8,14 @@ from pathlib import Path
 from . import dolfinx_env  # noqa: F401
 from mpi4py import MPI
 
+from .folders import make_folder
 from .output import write_json
-
-
-def _prepare(out: Path, comm):
-    err = None
-    if comm.rank == 0:
-        if out.exists() and not out.is_dir():
-            err = f"output folder {out} exists and is not a folder"
-        else:
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                err = f"cannot create output folder {out}: {e.strerror or e}"
-    err = comm.bcast(err, root=0)
-    if err:
-        raise OSError(err)
 
 
 def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
     r = cfg.rve
     out = Path(out)
-    _prepare(out, comm)
+    make_folder(out, comm)
     from .meshes import packing
 
     from .domain import block_domain, circles_from_config

@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import config as cfgmod
+from .folders import make_folder
 from .output import CSVTable, atomic_write, write_json
 from .text import one_line, short, show_key
 
@@ -309,21 +310,12 @@ def run_sweep(args) -> int:
         raise cfgmod.ConfigError(f"--case {case}: the sweep has cases 0 to {len(sw['cases']) - 1}")
     if getattr(args, "slurm", False):
         _plain(out)  # before anything is created
-    err = None
-    if rank == 0:
-        if out.exists() and not out.is_dir():
-            err = f"output folder {out} exists and is not a folder"
-        else:
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                err = f"cannot create output folder {out}: {e.strerror or e}"
+    world = None
     if mpi_size > 1:
         from mpi4py import MPI
 
-        err = MPI.COMM_WORLD.bcast(err, root=0)
-    if err:
-        raise OSError(err)
+        world = MPI.COMM_WORLD
+    make_folder(out, world)
     if getattr(args, "slurm", False):
         p = write_slurm(sw, sw["path"], out)
         print(f"wrote {p}: sbatch {shlex.quote(str(p))}  (then: creep-cathode collect {shlex.quote(str(out))})")
@@ -352,10 +344,8 @@ def run_sweep(args) -> int:
             print(one_line(f"error: {len(bad)} of {len(names)} cases did not complete (see "
                            f"{out / 'sweep.csv' if case is None else out}): {', '.join(sorted(bad)[:5])}"
                            + (" ..." if len(bad) > 5 else "")), file=sys.stderr, flush=True)
-    if mpi_size > 1:
-        from mpi4py import MPI
-
-        code = MPI.COMM_WORLD.bcast(code, root=0)
+    if world is not None:
+        code = world.bcast(code, root=0)
     return code
 
 
@@ -371,7 +361,8 @@ def collect(out, sw=None) -> Path:
         row = {"case": folder.name, "status": s.get("status", "not run"), "reason": s.get("reason", ""),
                "wall_time_s": s.get("wall_time_s", "")}
         if folder.name in params:
-            row.update({k: (v if isinstance(v, (int, float, str)) else short(v)) for k, v in params[folder.name].items()})
+            row.update({k: v if isinstance(v, (int, float, str)) else short(v)
+                        for k, v in params[folder.name].items()})
         else:  # without the sweep file: the parameters from the folder name
             for part in folder.name.split("_", 1)[-1].split("_"):
                 if "=" in part:

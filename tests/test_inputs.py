@@ -104,6 +104,7 @@ BOUNDS = [
     ("solver.max_creep_increment", "2", "1"),
     ("solver.checkpoint_every", "10000000000", "1000000000"),
     ("rve.width", "1", "1.6e-5"),
+    ("rve.mesh_size", "1e-300", "0.6e-6"),  # mesh_size**2 underflowed: ZeroDivisionError, exit 1
     ("rve.seed", str(2**63), str(2**63 - 1)),
 ]
 
