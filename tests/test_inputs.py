@@ -145,7 +145,7 @@ PARTICLES = ['rve.kind="particles"', "rve.min_gap=0.05e-6"]
     (["rve.width=8e-6", "rve.height=8e-6"], "rve.size.MSe.mean_diameter", "too big for the box"),
     (["rve.size.Se.mean_diameter=40e-9", "rve.size.MSe.mean_diameter=40e-9", "rve.min_gap=10e-9"],
      "rve.size.", "far below rve.mesh_size"),
-    (["rve.width=1e-3", "rve.height=1e-3", "rve.mesh_size=1e-6"], "rve.size.Se.mean_diameter", "at most 20000"),
+    (["rve.width=1e-3", "rve.height=1e-3", "rve.mesh_size=1.1e-6"], "rve.size.Se.mean_diameter", "at most 20000"),
 ])
 def test_item8_geometry_decided_at_check(ovs, key, fragment):
     msg = refused(ovs)
