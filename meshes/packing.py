@@ -8,6 +8,7 @@ Public interface
 ``Circle(phase, x, y, r)``          one particle (one body); frozen dataclass.
 ``PackingError``                    ``ValueError`` whose message is one human-readable line.
 ``pack_random(...)``                dense random packing of polydisperse disks (``rve.kind = "random"``).
+``check_random(...)``               the checks of ``pack_random`` that need no packing (sizes, count, density).
 ``validate_particles(...)``         checks an explicit particle list (``rve.kind = "particles"``).
 ``clipped_area(c, W, H)``           exact area of circle ∩ [0, W] x [0, H] (closed form).
 ``area_fractions(circles, W, H)``   per phase: clipped areas / (W H).
@@ -49,7 +50,11 @@ Algorithm of ``pack_random``
    random positions drawn from the same generator; when ``max_iterations`` relaxation
    iterations (all starts together) are spent, a ``PackingError`` is raised.  The budget
    counts iterations, not seconds, so whether a request succeeds does not depend on the
-   machine or its load, and the procedure never hangs.
+   machine or its load, and the procedure never hangs.  An iteration costs ~20-100 µs (Python
+   overhead dominates below a few hundred disks), so the default budget of 1e6 iterations gives
+   up after well under a minute on an idle core (``rve.packing_iterations`` raises it).
+   Requests of more than ``MAX_PARTICLES`` disks are refused before any drawing (estimated
+   from the mean diameters; such an RVE cannot be meshed within the cell budget either).
 
    Box constraints (no slivers), for each circle of (current) radius ``r``, with
    ``delta = max(min_gap, 0.1 r)``: let ``u`` be the distance of the centre to the nearest
@@ -83,7 +88,6 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 __all__ = [
     "Circle",
@@ -97,6 +101,8 @@ __all__ = [
     "PHI_MAX",
     "MIN_PIECE_FRACTION",
     "MAX_ITERATIONS",
+    "MAX_PARTICLES",
+    "check_random",
 ]
 
 #: largest effective solid fraction (disks inflated by min_gap/2) that is attempted
@@ -111,8 +117,14 @@ _STALL_ITERS = 3000  # iterations without 1 % progress = stalled (jammed)
 _MAX_ITERS_PER_ATTEMPT = 60000
 #: default budget of relaxation iterations, all random starts together.  Measured on the paper's
 #: composition (16 um box, Se 2.5 um, MSe 6 um, min_gap 0.2 um), seeds 1-8 need 7.7e3 to 4.8e6
-#: (seed 3: 3.2e5; seed 8: 4.8e6, 1367 starts, ~10 min CPU); a 24 um box, seed 1: 6.1e3.
-MAX_ITERATIONS = 10_000_000
+#: (seed 3: 3.2e5; seed 8: 4.8e6, 1367 starts, ~10 min CPU); a 24 um box, seed 1: 6.1e3.  The
+#: default covers the seeds the project uses (1, 2, 3 and the 24 um box) with a margin of 3 and
+#: gives up on an impossible request in under a minute on an idle core; raise it for a hard seed.
+MAX_ITERATIONS = 1_000_000
+#: most disks a packing may hold (the paper's 16 um RVE has 22; a 100 um box of 2.5 um Se ~1000).
+#: Each disk's boundary gets at least 48 mesh segments (~200 cells), so 20000 disks already fill
+#: the 4e6-cell budget of a mesh.
+MAX_PARTICLES = 20_000
 
 
 @dataclass(frozen=True)
@@ -126,7 +138,14 @@ class Circle:
 
 
 class PackingError(ValueError):
-    """Packing impossible, failed, or an explicit particle list is invalid (one-line message)."""
+    """Packing impossible, failed, or an explicit particle list is invalid (one-line message).
+
+    ``key``: the config key at fault where one can be named (e.g. ``rve.size.Se.mean_diameter``,
+    ``rve.particles[3]``), else None."""
+
+    def __init__(self, msg: str, key: str | None = None):
+        super().__init__(msg)
+        self.key = key
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,19 +307,27 @@ def validate_particles(circles, width: float, height: float, min_gap: float) -> 
     for k, c in enumerate(circles):
         if not all(math.isfinite(v) for v in (c.x, c.y, c.r)):
             raise PackingError(f"particle {k} ({c.phase}) has a non-finite centre or radius "
-                               f"(centre ({c.x!r}, {c.y!r}), radius {c.r!r})")
+                               f"(centre ({c.x!r}, {c.y!r}), radius {c.r!r})", key=f"rve.particles[{k}]")
         if not c.r > 0:
-            raise PackingError(f"particle {k} ({c.phase}) has non-positive radius {c.r!r} m")
+            raise PackingError(f"particle {k} ({c.phase}) has non-positive radius {c.r!r} m",
+                               key=f"rve.particles[{k}].radius")
         if not (isinstance(c.phase, str) and c.phase):
-            raise PackingError(f"particle {k} has no phase name")
+            raise PackingError(f"particle {k} has no phase name", key=f"rve.particles[{k}].phase")
         inside = 0.0 <= c.x <= width and 0.0 <= c.y <= height
         if not inside:
-            frac = clipped_area(c, width, height) / (math.pi * c.r * c.r)
-            if frac < MIN_PIECE_FRACTION:
-                what = "lies outside the box" if frac <= 0 else (
+            with np.errstate(over="ignore", invalid="ignore"):
+                frac = clipped_area(c, width, height) / (math.pi * c.r * c.r)
+            if not frac >= MIN_PIECE_FRACTION:  # NaN (a circle far beyond floating-point range) too
+                what = "lies outside the box" if not frac > 0 else (
                     f"has only {100 * frac:.2g} % of its area inside the box (a sliver)")
                 raise PackingError(f"particle {k} ({c.phase}, centre ({_fmt(c.x)}, {_fmt(c.y)}) m, radius "
-                                   f"{_fmt(c.r)} m) {what} [0, {_fmt(width)}] x [0, {_fmt(height)}] m")
+                                   f"{_fmt(c.r)} m) {what} [0, {_fmt(width)}] x [0, {_fmt(height)}] m",
+                                   key=f"rve.particles[{k}]")
+        corners = ((0.0, 0.0), (width, 0.0), (0.0, height), (width, height))
+        if all(math.hypot(c.x - cx, c.y - cy) < c.r for cx, cy in corners):
+            raise PackingError(f"particle {k} ({c.phase}, radius {_fmt(c.r)} m) covers the whole box "
+                               f"[0, {_fmt(width)}] x [0, {_fmt(height)}] m (for one solid filling the RVE, "
+                               f"use kind = 'block')", key=f"rve.particles[{k}].radius")
     s = max(width, height)
     x = np.array([c.x for c in circles]) / s
     y = np.array([c.y for c in circles]) / s
@@ -318,7 +345,8 @@ def validate_particles(circles, width: float, height: float, min_gap: float) -> 
             n_bad += int(np.count_nonzero(upper & (gg * s < min_gap - tol)))
         what = "overlap" if g < 0 else "are too close"
         more = f"; {n_bad} such pairs in total" if n_bad > 1 else ""
-        raise PackingError(f"particles {i} and {j} {what} (gap {_fmt(g)} m < min_gap {_fmt(min_gap)} m){more}")
+        raise PackingError(f"particles {i} and {j} {what} (gap {_fmt(g)} m < min_gap {_fmt(min_gap)} m){more}",
+                           key=f"rve.particles[{j}]")
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,6 +415,8 @@ class _Packer:
         return np.where(X < 0.0, 0.0, X)
 
     def pairs(self, X, cutoff):
+        from scipy.spatial import cKDTree  # here, not at the top: `check` validates without packing
+
         tree = cKDTree(self.wrap(X), boxsize=self.L)
         p = tree.query_pairs(cutoff, output_type="ndarray")
         return p[:, 0], p[:, 1]
@@ -518,8 +548,8 @@ class _Packer:
                 raise PackingError(f"could not pack the particles within max_iterations = {self.max_iterations} "
                                    f"(effective solid fraction {phi_eff:.3f} with min_gap; {self.restarts + 1} "
                                    f"random starts, last complete one {last}): the request is too dense for "
-                                   f"this draw of sizes; try another rve.seed, or reduce the solid fractions "
-                                   f"or min_gap")
+                                   f"this draw of sizes; try another rve.seed, reduce the solid fractions "
+                                   f"or min_gap, or raise rve.packing_iterations", key="rve.fractions")
             last = reason
             self.restarts += 1
 
@@ -535,6 +565,25 @@ def pack_random(width: float, height: float, fractions: dict[str, float], size: 
     ``max_iterations``: budget of relaxation iterations (all random starts together).
     Raises ``PackingError`` (one line) when the request is impossible or not met within the budget.
     """
+    plan = _plan(width, height, fractions, size, min_gap, seed, max_iterations)
+    width, height, min_gap, phases, targets, r, labels, U, W, H, g, rng, phi_eff = plan
+    packer = _Packer(r, W, H, g, rng, max_iterations, U)
+    X = packer.pack(phi_eff)
+    return _window(X, r, labels, U, W, H, width, height, min_gap, phases, targets)
+
+
+def check_random(width: float, height: float, fractions: dict[str, float], size: dict[str, tuple[float, float]],
+                 min_gap: float, seed: int, *, max_iterations: int = MAX_ITERATIONS) -> dict:
+    """The checks of ``pack_random`` that need no packing (cheap: draws the sizes only).
+
+    Raises the ``PackingError`` that ``pack_random`` would raise before packing; returns
+    ``{"particles": n, "effective_fraction": phi_eff}`` otherwise."""
+    plan = _plan(width, height, fractions, size, min_gap, seed, max_iterations)
+    return {"particles": int(len(plan[5])), "effective_fraction": plan[-1]}
+
+
+def _plan(width, height, fractions, size, min_gap, seed, max_iterations):
+    """Argument checks and the draw of the radii: everything of pack_random before the packing."""
     try:
         width, height, min_gap = float(width), float(height), float(min_gap)
     except (TypeError, ValueError):
@@ -570,13 +619,22 @@ def pack_random(width: float, height: float, fractions: dict[str, float], size: 
             raise PackingError(f"cv of phase {p!r} must be in [0, 3] (got {cv!r})")
         if m > 0.5 * min(width, height):
             raise PackingError(f"particles of phase {p!r} are too big for the box: mean diameter {_fmt(m)} m must "
-                               f"be at most half the smaller box side ({_fmt(0.5 * min(width, height))} m)")
+                               f"be at most half the smaller box side ({_fmt(0.5 * min(width, height))} m)",
+                               key=f"rve.size.{p}.mean_diameter")
         sizes[p] = (m, cv)
     if total > PHI_MAX:
         raise PackingError(f"solid fraction {total:.3f} is above the densest random packing of disks "
-                           f"(~{PHI_MAX}): impossible")
+                           f"(~{PHI_MAX}): impossible", key="rve.fractions")
     if total <= 0.0:
         raise PackingError("all solid fractions are zero")
+    # expected count f W H / E[pi d^2 / 4], as (W/d)(H/d): d**2 may underflow
+    counts = {p: targets[p] * (width / sizes[p][0]) * (height / sizes[p][0])
+              / (math.pi / 4.0 * (1.0 + sizes[p][1] ** 2)) for p in phases}
+    if sum(counts.values()) > MAX_PARTICLES:
+        p = max(counts, key=counts.get)
+        raise PackingError(f"about {sum(counts.values()):.3g} particles ({p}: {counts[p]:.3g} of mean diameter "
+                           f"{_fmt(sizes[p][0])} m in a {_fmt(width)} x {_fmt(height)} m box); at most "
+                           f"{MAX_PARTICLES} can be packed and meshed", key=f"rve.size.{p}.mean_diameter")
 
     phases.sort(key=lambda p: (-sizes[p][0], -targets[p], sizes[p][1], p))  # names only break ties
     U = 0.5 * min(m for m, _ in sizes.values())  # internal length unit
@@ -595,13 +653,16 @@ def pack_random(width: float, height: float, fractions: dict[str, float], size: 
     if phi_eff > PHI_MAX:
         raise PackingError(f"solid fraction {total:.3f} with min_gap {_fmt(min_gap)} m has an effective "
                            f"fraction {phi_eff:.3f} (disks inflated by min_gap/2) above the densest random packing "
-                           f"(~{PHI_MAX}): impossible; reduce the fractions or min_gap")
+                           f"(~{PHI_MAX}): impossible; reduce the fractions or min_gap", key="rve.fractions")
     if 2.0 * float(r.max()) + g >= min(W, H):
-        raise PackingError("a particle does not fit in the periodic box with min_gap: the box is too small")
+        raise PackingError("a particle does not fit in the periodic box with min_gap: the box is too small",
+                           key="rve.width")
 
-    packer = _Packer(r, W, H, g, rng, max_iterations, U)
-    X = packer.pack(phi_eff)
+    return width, height, min_gap, phases, targets, r, labels, U, W, H, g, rng, phi_eff
 
+
+def _window(X, r, labels, U, W, H, width, height, min_gap, phases, targets) -> list[Circle]:
+    """The circles of the periodic window (images included), checked against the guarantees."""
     out: list[Circle] = []
     for k in range(len(r)):
         x0, y0, rk = float(X[k, 0]), float(X[k, 1]), float(r[k])

@@ -1,7 +1,9 @@
 """Command line: creep-cathode {check, mesh, run, report, sweep, collect, materials, bench}.
 
 Exit codes: 0 success; 2 bad config or input (one line naming the key); 3 solver failure (the
-run folder says `failed` and why); 4 file-system error; 1 unexpected internal error.
+run folder says `failed` and why; for `sweep`: one or more cases did not complete, `sweep.csv`
+and each case's folder say why); 4 file-system error; 1 unexpected internal error. Every error is
+one line on stderr (long values abbreviated, control characters escaped).
 Under mpiexec every rank parses the same config, so all ranks fail together; rank 0 prints.
 """
 
@@ -11,6 +13,8 @@ import argparse
 import os
 import sys
 import traceback
+
+from .text import one_line, short
 
 EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_SOLVER, EXIT_IO = 0, 1, 2, 3, 4
 
@@ -24,13 +28,21 @@ def _rank() -> int:
 
 def _say(msg: str, file=None):
     if _rank() == 0:
-        print(msg, file=file or sys.stderr, flush=True)
+        print(one_line(msg), file=file or sys.stderr, flush=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of the usage block."""
+
+    def error(self, message):
+        _say(f"error: {message} (see {self.prog} --help)")
+        sys.exit(EXIT_CONFIG)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="creep-cathode", description=__doc__.splitlines()[0])
+    p = _Parser(prog="creep-cathode", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     def with_config(sp):
         sp.add_argument("config", help="TOML config file")
@@ -53,10 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run a parameter sweep")
     sw.add_argument("sweep")
     sw.add_argument("-o", "--out", required=True)
-    sw.add_argument("--jobs", type=int, default=1)
-    sw.add_argument("--ranks-per-case", type=int, default=1)
+    sw.add_argument("--jobs", type=_positive, default=1, help="local processes at a time")
+    sw.add_argument("--ranks-per-case", type=_positive, default=1, help="under mpiexec: ranks per case")
     sw.add_argument("--slurm", action="store_true", help="write DIR/sweep.sbatch (a job array) instead of running")
-    sw.add_argument("--case", type=int, default=None, help="run only case I (used by the SLURM array)")
+    sw.add_argument("--case", type=_nonnegative, default=None, help="run only case I (used by the SLURM array)")
     co = sub.add_parser("collect", help="aggregate a sweep folder into sweep.csv")
     co.add_argument("dir")
     be = sub.add_parser("bench", help="benchmark: floor-normalised cost per step, time split, DoF and rank scaling")
@@ -71,6 +83,26 @@ def _parser() -> argparse.ArgumentParser:
     ma = sub.add_parser("materials", help="list the cited materials library (configs/materials/), or show one entry")
     ma.add_argument("name", nargs="?", help="an entry (e.g. Se): every value with its kind and citation")
     return p
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1 or v > 100000:
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, 100000] (got {short(text)})")
+    return v
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0 or v > 10**9:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (got {short(text)})")
+    return v
 
 
 def cmd_check(args) -> int:
@@ -201,7 +233,7 @@ def _dispatch(args) -> int:
         _say(f"error: {e}")
         return EXIT_CONFIG
     except PackingError as e:
-        _say(f"error: rve: {e}")
+        _say(f"error: {getattr(e, 'key', None) or 'rve'}: {e}")
         return EXIT_CONFIG
     except OSError as e:
         _say(f"error: {e}")
@@ -211,7 +243,7 @@ def _dispatch(args) -> int:
         return 130
     except Exception as e:  # one rank's failure ends the whole job
         msg = f"error: internal: {e.__class__.__name__}: {e}"
-        print(f"[rank {_rank()}] {msg}", file=sys.stderr, flush=True)
+        print(one_line(f"[rank {_rank()}] {msg}"), file=sys.stderr, flush=True)
         if args.debug:
             traceback.print_exc()
         _abort_others()

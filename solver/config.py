@@ -3,6 +3,12 @@
 All quantities are SI (m, Pa, s, K). The schema is the one of DESIGN section 6; every key is
 documented in docs/config.md (generated from the `description`s below by `config_reference()`).
 Unknown keys are rejected. A bad config raises `ConfigError` with one line that names the key.
+
+Numbers are strict: a boolean or a string is not a number (`youngs_modulus = true` is refused).
+Every magnitude has bounds beyond which a value is certainly a mistake (a unit slip, a typo, a
+hostile input); each bound and its reason is in the key's description. What can be decided
+about the geometry without packing or meshing (particle sizes against the box and the mesh,
+overlapping explicit particles, fractions too dense to pack, too many particles) is decided here.
 """
 
 from __future__ import annotations
@@ -11,13 +17,17 @@ import copy
 import hashlib
 import json
 import math
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from .protocol import ProtocolError, parse_protocol
+from .text import one_line, short, show_key
 
 __all__ = ["Config", "ConfigError", "load_config", "validate", "apply_overrides", "physics_hash", "to_toml", "to_dict"]
 
@@ -25,43 +35,116 @@ __all__ = ["Config", "ConfigError", "load_config", "validate", "apply_overrides"
 class ConfigError(ValueError):
     """Bad configuration: message is one line naming the offending key."""
 
+    def __init__(self, msg: str):
+        super().__init__(one_line(msg))
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+# -- strict scalar types ---------------------------------------------------------------------
+def _number(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"expected a number (got {short(v)})")
+    return v
+
+
+def _integer(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"expected an integer (got {short(v)})")
+    return v
+
+
+def _boolean(v):
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false (got {short(v)})")
+    return v
+
+
+#: longest phase name; a phase name is a letter followed by letters, digits, '_', '-', '+' or '.'
+#: (any script: 'Sé' is fine); it becomes part of CSV column names and plot labels
+PHASE_NAME_MAX = 40
+
+
+def _phase_name(v: str) -> str:
+    if not (v and len(v) <= PHASE_NAME_MAX and v[0].isalpha() and all(c.isalnum() or c in "_-+." for c in v)):
+        raise ValueError(f"phase name {short(v, 50)} must be a letter followed by at most {PHASE_NAME_MAX - 1} "
+                         "letters, digits, '_', '-', '+' or '.'")
+    return v
+
+
+Real = Annotated[float, BeforeValidator(_number)]
+Int = Annotated[int, BeforeValidator(_integer)]
+Bool = Annotated[bool, BeforeValidator(_boolean)]
+PhaseName = Annotated[str, AfterValidator(_phase_name)]
+PosFloat = Annotated[Real, Field(gt=0)]
+Fraction = Annotated[Real, Field(gt=0, lt=1)]
+
+# Bounds (a value beyond them is certainly a mistake); each is stated in its key's description.
+E_MIN, E_MAX = 1e3, 1e13  # Pa: softer than any solid (a hydrogel); 8x diamond's 1.2 TPa
+LENGTH_MIN, LENGTH_MAX = 1e-8, 1e-2  # m: 10 nm (continuum particles end); 1 cm (thicker than any electrode)
+T_MIN, T_MAX = 1.0, 3000.0  # K: above the melting point of every electrode material
+A_MAX = 1e6  # 1/s: a strain rate of 1e6 1/s at sigma_ref is ballistic impact, not creep
+SIGMA_REF_MIN, SIGMA_REF_MAX = 1.0, 1e12  # Pa: the theoretical strength of solids is E/10 <= 1e12 Pa
+Q_MAX = 2e6  # J/mol: 4x the largest activation energies of creep (~500 kJ/mol)
+PRESSURE_MAX = 1e10  # Pa: 10 GPa, 100x a lab cell's stack pressure; above every electrode's strength
+DT_MAX = 1e9  # s: 32 years
+E_RATIO_MAX = 1e6  # stiffest / softest Young's modulus of the phases in the RVE (tolerances scale with E_max)
+ARRHENIUS_EXP_MAX = 700.0  # |exponent| of the Arrhenius factor: e^700 ~ 1e304 is the end of doubles
 
 
 # --------------------------------------------------------------------------------------------
 # [rve]
 class SizeDist(_Strict):
-    mean_diameter: PosFloat = Field(description="mean particle diameter [m] (lognormal)")
-    cv: float = Field(0.3, ge=0, le=2, description="coefficient of variation of the diameter [-]")
+    mean_diameter: PosFloat = Field(description="mean particle diameter [m] (lognormal); at most half the smaller "
+                                                "box side, at least rve.mesh_size/10, and at most ~20000 particles "
+                                                "in the box (the limits of packing and meshing)")
+    cv: Real = Field(0.3, ge=0, le=2, description="coefficient of variation of the diameter [-], in [0, 2]")
 
 
 class ParticleSpec(_Strict):
-    phase: str = Field(description="solid phase (a key of [materials])")
-    center: tuple[float, float] = Field(description="centre [x, y] [m]")
-    radius: PosFloat = Field(description="radius [m]")
+    phase: PhaseName = Field(description="solid phase (a key of [materials])")
+    center: tuple[Annotated[Real, Field(ge=-LENGTH_MAX, le=LENGTH_MAX)], Annotated[Real, Field(ge=-LENGTH_MAX,
+                                                                                              le=LENGTH_MAX)]] = Field(
+        description=f"centre [x, y] [m], each in [-{LENGTH_MAX:g}, {LENGTH_MAX:g}]")
+    radius: PosFloat = Field(le=LENGTH_MAX, description=f"radius [m], at most {LENGTH_MAX:g}; the diameter at least "
+                                                        "rve.mesh_size/10")
+
+
+#: most explicit particles (the same limit as a random packing's, meshes/packing.py MAX_PARTICLES)
+MAX_PARTICLES = 20_000
 
 
 class RVE(_Strict):
     kind: Literal["random", "particles", "block"] = Field("random", description="RVE kind")
-    width: PosFloat = Field(40e-6, description="RVE width [m]")
-    height: PosFloat = Field(40e-6, description="RVE height [m]")
-    seed: int = Field(1, ge=0, description="random seed of the packing (kind = random)")
-    mesh_size: PosFloat = Field(0.8e-6, description="element size inside particles [m] (refined in narrow gaps)")
-    min_gap: float = Field(0.05e-6, ge=0, allow_inf_nan=False,
-                           description="smallest initial gap between separate bodies [m]")
-    fractions: dict[str, Fraction] = Field(
-        default_factory=dict, description="kind = random: area fraction per solid phase; pores are the rest")
-    size: dict[str, SizeDist] = Field(default_factory=dict,
-                                      description="kind = random: size distribution per solid phase")
-    particles: list[ParticleSpec] = Field(default_factory=list, description="kind = particles: explicit circles")
-    phase: str | None = Field(None, description="kind = block: the phase filling the RVE")
-    mesh_pores: bool = Field(True, description="`mesh` command: mesh the pore space as its own group")
+    width: PosFloat = Field(40e-6, ge=LENGTH_MIN, le=LENGTH_MAX,
+                            description=f"RVE width [m], in [{LENGTH_MIN:g}, {LENGTH_MAX:g}] (10 nm: the end of "
+                                        "continuum particles; 1 cm: thicker than any electrode)")
+    height: PosFloat = Field(40e-6, ge=LENGTH_MIN, le=LENGTH_MAX, description="RVE height [m], as width")
+    seed: Int = Field(1, ge=0, le=2**63 - 1, description="random seed of the packing (kind = random), a 64-bit "
+                                                        "integer >= 0")
+    mesh_size: PosFloat = Field(0.8e-6, description="element size inside particles [m] (refined in narrow gaps); "
+                                                    "at most half the RVE width/height and at least "
+                                                    "sqrt(width height)/1000 (4e6 cells)")
+    min_gap: Real = Field(0.05e-6, ge=0, description="smallest initial gap between separate bodies [m]; for "
+                                                     "kind = random below half the smallest mean diameter")
+    fractions: dict[PhaseName, Fraction] = Field(
+        default_factory=dict, description="kind = random: area fraction per solid phase; pores are the rest. "
+                                          "Refused when too dense to pack: above 0.86 with the disks inflated "
+                                          "by min_gap/2")
+    size: dict[PhaseName, SizeDist] = Field(default_factory=dict,
+                                            description="kind = random: size distribution per solid phase")
+    packing_iterations: Int = Field(1_000_000, ge=1000, le=100_000_000,
+                                    description="kind = random: budget of packing relaxation iterations, all random "
+                                                "starts together (about 20-100 us each); the packing gives up with "
+                                                "an error when it is spent. Not physics: not in the config hash")
+    particles: list[ParticleSpec] = Field(default_factory=list, max_length=MAX_PARTICLES,
+                                          description=f"kind = particles: explicit circles (at most {MAX_PARTICLES}); "
+                                                      "each must meet the box (a piece of >= 5 % of its area "
+                                                      "inside), not cover all of it, and keep min_gap to the others")
+    phase: PhaseName | None = Field(None, description="kind = block: the phase filling the RVE")
+    mesh_pores: Bool = Field(True, description="`mesh` command: mesh the pore space as its own group")
 
     @field_validator("fractions")
     @classmethod
@@ -91,10 +174,41 @@ class RVE(_Strict):
                 raise ValueError("rve.phase: required for kind = 'block'")
         if self.mesh_size > 0.5 * min(self.width, self.height):
             raise ValueError("rve.mesh_size: must be at most half the RVE width/height")
-        cells = 4.0 * self.width * self.height / self.mesh_size**2
+        cells = 4.0 * (self.width / self.mesh_size) * (self.height / self.mesh_size)  # mesh_size**2 may underflow
         if cells > 4e6:
             raise ValueError(f"rve.mesh_size: too small for the RVE (~{cells:.2g} cells; at most 4e6)")
+        if self.min_gap >= 0.5 * min(self.width, self.height):
+            raise ValueError("rve.min_gap: must be smaller than half the RVE width/height")
+        if self.kind != "block":
+            self._geometry()
         return self
+
+    def _geometry(self):
+        """Sizes against the mesh, then what packing/meshing would refuse (meshes/packing.py)."""
+        from .meshes import packing
+
+        h = self.mesh_size
+        if self.kind == "random":
+            for p, s in self.size.items():
+                if s.mean_diameter < 0.1 * h:
+                    raise ValueError(f"rve.size.{p}.mean_diameter: {s.mean_diameter:.3g} m is far below rve.mesh_size "
+                                     f"= {h:.3g} m (a particle must be at least mesh_size/10 across)")
+            try:
+                packing.check_random(self.width, self.height, dict(self.fractions),
+                                     {p: (s.mean_diameter, s.cv) for p, s in self.size.items()}, self.min_gap,
+                                     self.seed, max_iterations=self.packing_iterations)
+            except packing.PackingError as e:
+                raise ValueError(f"{e.key or 'rve'}: {e}") from None
+        else:
+            for k, c in enumerate(self.particles):
+                if 2.0 * c.radius < 0.1 * h:
+                    raise ValueError(f"rve.particles[{k}].radius: {c.radius:.3g} m is far below rve.mesh_size = "
+                                     f"{h:.3g} m (a particle must be at least mesh_size/10 across)")
+            circles = [packing.Circle(c.phase, c.center[0], c.center[1], c.radius) for c in self.particles]
+            try:
+                packing.validate_particles(circles, self.width, self.height, self.min_gap)
+            except packing.PackingError as e:
+                raise ValueError(f"{e.key or 'rve.particles'}: {e}") from None
 
     def phases(self) -> list[str]:
         if self.kind == "random":
@@ -107,8 +221,9 @@ class RVE(_Strict):
 # --------------------------------------------------------------------------------------------
 # [boundary]
 class Pressure(_Strict):
-    pressure: float = Field(description="constant pressure on that side [Pa] (> 0 compresses)",
-                            allow_inf_nan=False)
+    pressure: Real = Field(ge=-PRESSURE_MAX, le=PRESSURE_MAX,
+                           description=f"constant pressure on that side [Pa] (> 0 compresses), |p| <= "
+                                       f"{PRESSURE_MAX:g} (100x a lab cell's stack pressure)")
 
 
 Side = Union[Literal["roller", "free"], Pressure]
@@ -135,27 +250,40 @@ class Boundary(_Strict):
 
 # --------------------------------------------------------------------------------------------
 # [materials.X]
+_E_DESC = f"in [{E_MIN:g}, {E_MAX:g}] (softer than any solid; 8x diamond)"
+
+
 class Creep(_Strict):
-    A: float = Field(description="Norton rate coefficient [1/s] (strain rate at sigma_e = sigma_ref)",
-                     ge=0, allow_inf_nan=False)
-    n: float = Field(description="stress exponent [-], >= 1", ge=1, le=50, allow_inf_nan=False)
-    sigma_ref: PosFloat = Field(description="reference stress [Pa]")
-    Q: float = Field(0.0, ge=0, allow_inf_nan=False, description="activation energy [J/mol] (0: no Arrhenius)")
-    T_ref: PosFloat = Field(343.15, description="temperature at which A is given [K]")
+    A: Real = Field(description=f"Norton rate coefficient [1/s] (strain rate at sigma_e = sigma_ref), in [0, "
+                                f"{A_MAX:g}] (faster is impact, not creep); with the Arrhenius factor at "
+                                f"cycling.temperature too", ge=0, le=A_MAX)
+    n: Real = Field(description="stress exponent [-], in [1, 50]", ge=1, le=50)
+    sigma_ref: PosFloat = Field(ge=SIGMA_REF_MIN, le=SIGMA_REF_MAX,
+                                description=f"reference stress [Pa], in [{SIGMA_REF_MIN:g}, {SIGMA_REF_MAX:g}] "
+                                            "(the theoretical strength of solids is E/10 <= 1e12 Pa)")
+    Q: Real = Field(0.0, ge=0, le=Q_MAX, description=f"activation energy [J/mol] (0: no Arrhenius), at most {Q_MAX:g} "
+                                                    "(4x the largest activation energies of creep); the factor "
+                                                    "exp(-Q/R (1/T - 1/T_ref)) must stay within e^+-700")
+    T_ref: PosFloat = Field(343.15, ge=T_MIN, le=T_MAX, description=f"temperature at which A is given [K], in "
+                                                                    f"[{T_MIN:g}, {T_MAX:g}]")
 
 
 class Lithiated(_Strict):
-    youngs_modulus: PosFloat | None = Field(None, description="Young's modulus at theta = 1 [Pa]")
-    poisson_ratio: float | None = Field(None, gt=-1, lt=0.5, description="Poisson ratio at theta = 1 [-]")
+    youngs_modulus: PosFloat | None = Field(None, ge=E_MIN, le=E_MAX,
+                                            description=f"Young's modulus at theta = 1 [Pa], {_E_DESC}")
+    poisson_ratio: Real | None = Field(None, gt=-1, lt=0.5, description="Poisson ratio at theta = 1 [-]")
     creep: Creep | None = Field(None, description="creep parameters at theta = 1 (A, sigma_ref log-linear, n linear in theta)")
 
 
 class Material(_Strict):
-    active: bool = Field(False, description="lithiated by the protocol (swells)")
-    youngs_modulus: PosFloat = Field(description="Young's modulus (delithiated) [Pa]")
-    poisson_ratio: float = Field(description="Poisson ratio (delithiated) [-], -1 < nu < 0.5", gt=-1, lt=0.5,
-                                 allow_inf_nan=False)
-    volume_ratio_lithiated: PosFloat = Field(1.0, description="J_l,max: volume ratio at theta = 1 [-]")
+    active: Bool = Field(False, description="lithiated by the protocol (swells)")
+    youngs_modulus: PosFloat = Field(ge=E_MIN, le=E_MAX, description=f"Young's modulus (delithiated) [Pa], {_E_DESC}; "
+                                                                    "the phases of the RVE at most 1e6 apart (the "
+                                                                    "solver's tolerances are relative to the stiffest)")
+    poisson_ratio: Real = Field(description="Poisson ratio (delithiated) [-], -1 < nu < 0.5", gt=-1, lt=0.5)
+    volume_ratio_lithiated: PosFloat = Field(1.0, ge=0.1, le=10.0,
+                                             description="J_l,max: volume ratio at theta = 1 [-], in [0.1, 10] "
+                                                         "(Se -> Li2Se is 1.98; silicon's 4 is the largest known)")
     creep: Creep | None = Field(None, description="Norton creep; omit for elastic")
     lithiated: Lithiated | None = Field(None, description="properties at theta = 1 (linear in theta between)")
     source: str = Field("", description="citation / provenance of the values (free text)")
@@ -166,8 +294,6 @@ class Material(_Strict):
 
     @model_validator(mode="after")
     def _act(self):
-        if self.volume_ratio_lithiated > 10:
-            raise ValueError("volume_ratio_lithiated: absurd (> 10)")
         if not self.active and self.volume_ratio_lithiated != 1.0:
             raise ValueError("volume_ratio_lithiated: only active materials swell (set active = true)")
         return self
@@ -202,12 +328,20 @@ class Material(_Strict):
 
 
 # --------------------------------------------------------------------------------------------
+#: most steps of the whole schedule (protocol steps x cycles)
+MAX_SEGMENTS = 1_000_000
+
+
 class Cycling(_Strict):
     protocol: list[str] = Field(["Lithiate at 0.1C", "Delithiate at 0.1C"],
-                                description="steps of one cycle, repeated `cycles` times")
-    cycles: int = Field(20, ge=1, le=100000, description="number of cycles")
-    temperature: PosFloat = Field(343.15, description="temperature [K] (Arrhenius factor on A)")
-    initial_theta: float = Field(0.0, ge=0, le=1, description="state of lithiation at t = 0")
+                                description="steps of one cycle, repeated `cycles` times; C-rates in [1e-5, 1000] C, "
+                                            "rests of at most 1e9 s, at most 1000 steps, and steps x cycles at most "
+                                            "1e6")
+    cycles: Int = Field(20, ge=1, le=100000, description="number of cycles, in [1, 100000]")
+    temperature: PosFloat = Field(343.15, ge=T_MIN, le=T_MAX,
+                                  description=f"temperature [K] (Arrhenius factor on A), in [{T_MIN:g}, {T_MAX:g}] "
+                                              "(above the melting point of every electrode material)")
+    initial_theta: Real = Field(0.0, ge=0, le=1, description="state of lithiation at t = 0")
 
     @field_validator("protocol")
     @classmethod
@@ -218,66 +352,78 @@ class Cycling(_Strict):
             raise ValueError(str(e)) from None
         return v
 
+    @model_validator(mode="after")
+    def _length(self):
+        if len(self.protocol) * self.cycles > MAX_SEGMENTS:
+            raise ValueError(f"cycling.cycles: {self.cycles} cycles of {len(self.protocol)} steps exceed "
+                             f"{MAX_SEGMENTS:g} steps in all")
+        return self
+
 
 class ContactSettings(_Strict):
-    tolerance: float | None = Field(None, gt=0, allow_inf_nan=False,
-                                    description="contact_tolerance [m]: a boundary point is in contact when its "
-                                                "deformed gap is at most this (default: 0.5 x dhat)")
-    dhat: float | None = Field(None, gt=0, allow_inf_nan=False,
-                               description="barrier activation distance [m] (default: min(min_gap/2, mesh_size/8), the "
-                                           "boundary resolution near gaps)")
-    stiffness: float = Field(1e-3, gt=0, allow_inf_nan=False,
-                             description="barrier stiffness kappa (a stress) relative to the smallest Young's "
-                                         "modulus of the solid phases [-]")
-    project_hessian: bool = Field(False, description="always project the barrier Hessian onto the PSD cone (robust, "
+    tolerance: PosFloat | None = Field(None, description="contact_tolerance [m]: a boundary point is in contact when "
+                                                         "its deformed gap is at most this (default: 0.5 x dhat); at "
+                                                         "most a tenth of the smaller RVE side")
+    dhat: PosFloat | None = Field(None, description="barrier activation distance [m] (default: min(min_gap/2, "
+                                                    "mesh_size/8), the boundary resolution near gaps); at most a "
+                                                    "tenth of the smaller RVE side")
+    stiffness: PosFloat = Field(1e-3, le=1e3,
+                                description="barrier stiffness kappa (a stress) relative to the smallest Young's "
+                                            "modulus of the solid phases [-], at most 1e3")
+    project_hessian: Bool = Field(False, description="always project the barrier Hessian onto the PSD cone (robust, "
                                                      "linear convergence); default: exact Hessian, projected only "
                                                      "when Newton meets a non-descent direction")
-    proximal_relaxations: int = Field(3, ge=0, le=50, description="re-solves of a step anchored at its solution "
+    proximal_relaxations: Int = Field(3, ge=0, le=50, description="re-solves of a step anchored at its solution "
                                                                  "while the proximal energy exceeds the tolerance")
-    proximal_tolerance: float = Field(1e-3, gt=0, allow_inf_nan=False,
-                                      description="acceptable proximal energy / stored energy of a step [-]")
-    proximal: float = Field(1e-2, ge=0, allow_inf_nan=False,
-                            description="proximal (pseudo-time) stiffness for floating bodies, relative to "
-                                        "E_max / L^2 [-]")
+    proximal_tolerance: PosFloat = Field(1e-3, le=1.0,
+                                         description="acceptable proximal energy / stored energy of a step [-], at "
+                                                     "most 1")
+    proximal: Real = Field(1e-2, ge=0, le=1e3,
+                           description="proximal (pseudo-time) stiffness for floating bodies, relative to "
+                                       "E_max / L^2 [-], at most 1e3")
 
 
 class Solver(_Strict):
-    element_degree: Literal[1, 2] = Field(2, description="Lagrange degree of the displacement (2 avoids locking)")
-    quadrature_degree: int | None = Field(None, ge=1, le=8, description="quadrature degree (default 2 x (degree - 1), min 1)")
-    rtol: float = Field(1e-8, gt=0, lt=1, description="Newton relative residual tolerance")
-    atol: float = Field(1e-8, gt=0, description="Newton absolute residual tolerance (internal units: nodal force / "
-                                                "(E_max L0), L0 = min(width, height)/40)")
-    max_iterations: int = Field(40, ge=1, le=500, description="Newton iterations per step")
-    dt_initial: PosFloat = Field(60.0, description="first time step [s]")
-    dt_min: PosFloat = Field(1e-3, description="smallest time step before giving up [s]")
-    stall_steps: int = Field(100, ge=2, le=100000, description="the run fails as stalled when this many consecutive "
+    element_degree: Annotated[Literal[1, 2], BeforeValidator(_integer)] = Field(
+        2, description="Lagrange degree of the displacement (2 avoids locking)")
+    quadrature_degree: Int | None = Field(None, ge=1, le=8, description="quadrature degree (default 2 x (degree - 1), min 1)")
+    rtol: Real = Field(1e-8, gt=0, lt=1, description="Newton relative residual tolerance")
+    atol: Real = Field(1e-8, gt=0, le=1e-3, description="Newton absolute residual tolerance (internal units: nodal "
+                                                        "force / (E_max L0), L0 = min(width, height)/40), at most 1e-3 "
+                                                        "(a looser one accepts a step's unsolved first iterate)")
+    max_iterations: Int = Field(40, ge=1, le=500, description="Newton iterations per step")
+    dt_initial: PosFloat = Field(60.0, le=DT_MAX, description=f"first time step [s], at most {DT_MAX:g} (32 years)")
+    dt_min: PosFloat = Field(1e-3, le=DT_MAX, description="smallest time step before giving up [s]")
+    stall_steps: Int = Field(100, ge=2, le=100000, description="the run fails as stalled when this many consecutive "
                                                                "steps together cover less than stall_fraction of their "
                                                                "protocol step")
-    stall_fraction: float = Field(0.01, ge=0, lt=1, description="see stall_steps (0 disables the check) [-]")
-    dt_max: PosFloat = Field(3600.0, description="largest time step [s]")
+    stall_fraction: Real = Field(0.01, ge=0, lt=1, description="see stall_steps (0 disables the check) [-]")
+    dt_max: PosFloat = Field(3600.0, le=DT_MAX, description=f"largest time step [s], at most {DT_MAX:g}")
     max_theta_increment: Fraction = Field(0.05, description="largest change of theta per step [-]")
-    max_creep_increment: PosFloat = Field(0.02, description="largest equivalent creep strain increment per step [-]")
-    creep_tolerance: float = Field(0.002, ge=0, le=1, allow_inf_nan=False,
-                                   description="creep error control: the local error estimate of a step (half the "
-                                               "difference between the creep strain increments with the end and the "
-                                               "start rates, as a stress) averaged over each phase stays below this "
-                                               "fraction of the phase's mean von Mises stress (docs/physics.md; 0: no "
-                                               "error control) [-]")
-    creep_increment_quantile: float = Field(0.99, gt=0, le=1, description="the bound holds for this quantile of "
-                                            "the quadrature points (1 = every point; hot spots above it are left "
-                                            "to backward Euler's stability) [-]")
-    newton_continuations: int = Field(0, ge=0, le=20, description="when Newton reaches max_iterations, go on from its "
+    max_creep_increment: PosFloat = Field(0.02, le=1.0, description="largest equivalent creep strain increment per "
+                                                                    "step [-], at most 1")
+    creep_tolerance: Real = Field(0.002, ge=0, le=1,
+                                  description="creep error control: the local error estimate of a step (half the "
+                                              "difference between the creep strain increments with the end and the "
+                                              "start rates, as a stress) averaged over each phase stays below this "
+                                              "fraction of the phase's mean von Mises stress (docs/physics.md; 0: no "
+                                              "error control) [-]")
+    creep_increment_quantile: Real = Field(0.99, gt=0, le=1, description="the bound holds for this quantile of "
+                                           "the quadrature points (1 = every point; hot spots above it are left "
+                                           "to backward Euler's stability) [-]")
+    newton_continuations: Int = Field(0, ge=0, le=20, description="when Newton reaches max_iterations, go on from its "
                                                               "last iterate this many times before cutting the step "
                                                               "(elastic snap-through between jammed particles)")
-    max_cutbacks: int = Field(8, ge=0, le=40, description="halvings of a failing step before the run fails")
-    growth: float = Field(1.5, gt=1, le=10, description="step growth factor after an easy step")
-    easy_iterations: int = Field(12, ge=0, le=500, description="a step that took at most this many Newton "
+    max_cutbacks: Int = Field(8, ge=0, le=40, description="halvings of a failing step before the run fails")
+    growth: Real = Field(1.5, gt=1, le=10, description="step growth factor after an easy step")
+    easy_iterations: Int = Field(12, ge=0, le=500, description="a step that took at most this many Newton "
                                                                "iterations is easy: the next one grows")
-    hard_iterations: int = Field(30, ge=1, le=500, description="a step that took more Newton iterations than this "
+    hard_iterations: Int = Field(30, ge=1, le=500, description="a step that took more Newton iterations than this "
                                                                "is hard: the next one shrinks by 0.7")
-    log_newton: bool = Field(False, description="print every Newton iteration (debugging)")
-    predictor: bool = Field(True, description="start each step from the extrapolated last increment")
-    checkpoint_every: int = Field(0, ge=0, description="write a checkpoint every N steps (0: cycle ends only)")
+    log_newton: Bool = Field(False, description="print every Newton iteration (debugging)")
+    predictor: Bool = Field(True, description="start each step from the extrapolated last increment")
+    checkpoint_every: Int = Field(0, ge=0, le=10**9,
+                                  description="write a checkpoint every N steps (0: cycle ends only)")
 
     @model_validator(mode="after")
     def _dt(self):
@@ -288,14 +434,14 @@ class Solver(_Strict):
 
 class Output(_Strict):
     fields: Literal["none", "cycle_ends", "every_step"] = Field("cycle_ends", description="ParaView fields to write")
-    plots: bool = Field(True, description="write plots/*.png at the end")
-    progress: bool = Field(True, description="show a progress line on rank 0")
+    plots: Bool = Field(True, description="write plots/*.png at the end")
+    progress: Bool = Field(True, description="show a progress line on rank 0")
 
 
 class Config(_Strict):
     rve: RVE = Field(default_factory=RVE)
     boundary: Boundary = Field(default_factory=Boundary)
-    materials: dict[str, Material] = Field(description="one table per solid phase")
+    materials: dict[PhaseName, Material] = Field(description="one table per solid phase")
     cycling: Cycling = Field(default_factory=Cycling)
     contact: ContactSettings = Field(default_factory=ContactSettings)
     solver: Solver = Field(default_factory=Solver)
@@ -306,13 +452,50 @@ class Config(_Strict):
         for p in self.rve.phases():
             if p not in self.materials:
                 raise ValueError(f"materials.{p}: phase {p!r} is used by the RVE but has no [materials.{p}] table")
+        side = min(self.rve.width, self.rve.height)
+        for k in ("tolerance", "dhat"):
+            v = getattr(self.contact, k)
+            if v is not None and v > 0.1 * side:
+                raise ValueError(f"contact.{k}: {v:.3g} m is more than a tenth of the smaller RVE side ({side:.3g} m)")
+        moduli = {(p, w): e for p, m in self.used_materials().items()
+                  for w, e in (("youngs_modulus", m.youngs_modulus),
+                               ("lithiated.youngs_modulus", m.lithiated.youngs_modulus if m.lithiated else None))
+                  if e is not None}
+        (ps, ws), soft = min(moduli.items(), key=lambda kv: kv[1])
+        stiff = max(moduli.values())
+        if stiff > E_RATIO_MAX * soft:
+            raise ValueError(f"materials.{ps}.{ws}: {soft:.3g} Pa is more than a factor {E_RATIO_MAX:g} below the "
+                             f"stiffest phase ({stiff:.3g} Pa): the solver's tolerances are relative to the stiffest "
+                             "phase and would not resolve it")
+        for p, m in self.materials.items():
+            for where, c in (("creep", m.creep), ("lithiated.creep", m.lithiated.creep if m.lithiated else None)):
+                if c is not None:
+                    _check_arrhenius(f"materials.{p}.{where}", c, self.cycling.temperature)
         return self
 
     def used_materials(self) -> dict[str, Material]:
         return {p: self.materials[p] for p in self.rve.phases()}
 
 
+def _check_arrhenius(key: str, c: Creep, T: float) -> None:
+    """The Arrhenius factor exp(x), x = -Q/R (1/T - 1/T_ref), and A exp(x) within doubles and A_MAX."""
+    if not c.Q:
+        return
+    from .materials import R_GAS
+
+    x = -c.Q / R_GAS * (1.0 / T - 1.0 / c.T_ref)
+    where = f"at cycling.temperature = {T:g} K (T_ref = {c.T_ref:g} K)"
+    if x < -ARRHENIUS_EXP_MAX:
+        raise ValueError(f"{key}.Q: the Arrhenius factor exp({x:.4g}) {where} underflows to 0 (creep switched off)")
+    if x > ARRHENIUS_EXP_MAX or (c.A > 0 and math.log(c.A) + x > math.log(A_MAX)):
+        raise ValueError(f"{key}.Q: the Arrhenius factor exp({x:.4g}) {where} makes the creep rate A = "
+                         f"{c.A:.3g} x exp({x:.4g}) 1/s, above {A_MAX:g} 1/s")
+
+
 # --------------------------------------------------------------------------------------------
+_BOUND_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
 def _loc(err: dict) -> str:
     parts = []
     for x in err.get("loc", ()):
@@ -321,7 +504,7 @@ def _loc(err: dict) -> str:
         elif x == "Pressure" or "[" in str(x):  # union-member / validator tags, not config keys
             continue
         else:
-            parts.append(("." if parts else "") + str(x))
+            parts.append(("." if parts else "") + show_key(x))
     return "".join(parts)
 
 
@@ -336,17 +519,53 @@ def _message(e: ValidationError) -> str:
     if err["type"] == "missing":
         return f"{loc}: required key missing"
     inp = err.get("input")
+    if err["type"] in _BOUND_WORDS:
+        bound = next(iter(err.get("ctx", {}).values()), None)
+        msg = f"must be {_BOUND_WORDS[err['type']]} {bound:g}" if isinstance(bound, (int, float)) else msg
     got = ""
     if err["type"] not in ("value_error",) and not isinstance(inp, (dict, list)):
-        got = f" (got {inp!r})"
+        got = f" (got {short(inp)})"
     if loc and msg.startswith(loc.split(".")[0] + "."):
         return msg  # validator already named the key
-    if msg.startswith(("rve.", "materials.", "boundary", "solver.", "cycling.", "volume_ratio")) and not loc:
+    if not loc and msg.startswith(("rve.", "materials.", "boundary", "solver.", "cycling.", "contact.",
+                                   "volume_ratio")):
         return msg
     return f"{loc}: {msg}{got}" if loc else f"{msg}{got}"
 
 
+#: deepest nesting of tables and arrays a config may have (the schema needs 4)
+MAX_DEPTH = 32
+
+
+def _check_tree(data, path: str = "", depth: int = 0) -> None:
+    """Nesting depth, and text that is valid Unicode (no lone surrogates from a command line)."""
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"{path or 'config'}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(data))
+    else:
+        if isinstance(data, str):
+            try:
+                data.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"{path or 'config'}: not valid Unicode text ({short(data)})") from None
+        return
+    for k, v in items:
+        if isinstance(k, str) and not k.startswith("["):
+            try:
+                k.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"{path or 'config'}: key {short(k)} is not valid Unicode text") from None
+        sub = f"{path}{k}" if str(k).startswith("[") else (f"{path}.{show_key(k)}" if path else show_key(k))
+        _check_tree(v, sub, depth + 1)
+
+
 def validate(data: dict) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a table (got {short(data)})")
+    _check_tree(data)
     from .library import resolve_materials  # `use = "Se"` / `materials.Se = "Se"` -> the library's explicit values
 
     data = resolve_materials(data)
@@ -356,30 +575,74 @@ def validate(data: dict) -> Config:
         raise ConfigError(_message(e)) from None
 
 
-def load_toml(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{path}: config file not found")
-    if p.is_dir():
-        raise ConfigError(f"{path}: is a directory, not a config file")
+#: largest config (or sweep) file read: far above any real config (10000 explicit particles ~ 1 MB)
+MAX_FILE_BYTES = 16 * 2**20
+
+
+def read_text(path: str | Path, what: str = "config file") -> str:
+    """The UTF-8 text of a regular file, or a ConfigError naming the path (never blocks on a FIFO)."""
+    name = short(str(path), 120)
     try:
-        text = p.read_bytes().decode("utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting for a writer
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: {what} not found") from None
     except PermissionError:
-        raise ConfigError(f"{path}: config file not readable (permission denied)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read config file ({e.__class__.__name__})") from None
+        raise ConfigError(f"{name}: {what} not readable (permission denied)") from None
+    except (OSError, ValueError) as e:  # name too long, embedded NUL, ...
+        raise ConfigError(f"{name}: cannot open {what} ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"{name}: is a directory, not a {what}")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{name}: not a regular file (a device, FIFO or socket), not a {what}")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{name}: {what} too large ({st.st_size} bytes; at most {MAX_FILE_BYTES})")
+        with os.fdopen(fd, "rb") as f:
+            fd = None
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except ConfigError:
+        raise
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read {what} ({e.strerror or e.__class__.__name__})") from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{name}: {what} too large (at most {MAX_FILE_BYTES} bytes)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{name}: {what} is not UTF-8 text (byte {e.start})") from None
+
+
+def _toml(text: str, where: str) -> dict:
+    """tomllib.loads with every failure as one ConfigError line."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        raise ConfigError(f"{where}: not valid TOML ({e})") from None
+    except ValueError as e:  # integers beyond Python's int-string limit
+        raise ConfigError(f"{where}: not valid TOML (an integer with too many digits)") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid TOML (nested too deeply)") from None
 
 
-def parse_value(text: str) -> Any:
+def load_toml(path: str | Path, what: str = "config file") -> dict:
+    data = _toml(read_text(path, what), short(str(path), 120))
+    _check_tree(data)
+    return data
+
+
+def parse_value(text: str, key: str = "") -> Any:
     """A `--set` value: a TOML value, or a bare word taken as a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except (ValueError, RecursionError):
+        raise ConfigError(f"--set {show_key(key)}: value {short(text)} is not a usable TOML value (an integer "
+                          "with too many digits, or nested too deeply)") from None
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -388,20 +651,27 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     data = copy.deepcopy(expand_short_forms(data))
     for ov in overrides or []:
         if "=" not in ov:
-            raise ConfigError(f"--set {ov!r}: expected key.path=value")
+            raise ConfigError(f"--set {short(ov)}: expected key.path=value")
         key, val = ov.split("=", 1)
         key = key.strip()
-        parts = key.split(".")
-        if not key or any(not p for p in parts):
-            raise ConfigError(f"--set {ov!r}: bad key path")
-        d = data
-        for p in parts[:-1]:
-            if p not in d:
-                d[p] = {}
-            if not isinstance(d[p], dict):
-                raise ConfigError(f"--set {key}: {p!r} is not a table")
-            d = d[p]
-        d[parts[-1]] = parse_value(val.strip())
+        if not key or any(not p for p in key.split(".")):
+            raise ConfigError(f"--set {short(ov)}: bad key path")
+        set_path(data, key, parse_value(val.strip(), key), "--set")
+    return data
+
+
+def set_path(data: dict, key: str, value, what: str = "--set") -> dict:
+    """data[key path] = value in place (tables created on the way); ConfigError naming the key
+    (prefixed by `what`) when a part of the path is not a table. Returns data."""
+    parts = key.split(".")
+    d = data
+    for p in parts[:-1]:
+        if p not in d:
+            d[p] = {}
+        if not isinstance(d[p], dict):
+            raise ConfigError(f"{what} {show_key(key)}: {show_key(p)} is not a table")
+        d = d[p]
+    d[parts[-1]] = value
     return data
 
 
@@ -423,12 +693,32 @@ def physics_hash(cfg: Config) -> str:
     d = to_dict(cfg)
     d.pop("output", None)
     d.get("solver", {}).pop("checkpoint_every", None)
+    d.get("rve", {}).pop("packing_iterations", None)  # a budget: changes whether packing gives up, not the answer
     for m in d.get("materials", {}).values():  # citations are provenance, not physics
         m.pop("source", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # -- minimal TOML writer (tomllib reads only) --------------------------------------------------
+_ESC = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _ts(s: str) -> str:
+    """A TOML basic string in pure ASCII: non-ASCII and control characters as \\uXXXX / \\UXXXXXXXX."""
+    out = []
+    for c in s:
+        o = ord(c)
+        if c in _ESC:
+            out.append(_ESC[c])
+        elif 0x20 <= o < 0x7F:
+            out.append(c)
+        elif 0xD800 <= o <= 0xDFFF:  # a lone surrogate has no TOML (or UTF-8) form; validate() refuses them
+            raise ValueError(f"string {short(s)} holds a lone surrogate")
+        else:
+            out.append(f"\\u{o:04X}" if o <= 0xFFFF else f"\\U{o:08X}")
+    return '"' + "".join(out) + '"'
+
+
 def _tv(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -437,7 +727,7 @@ def _tv(v) -> str:
     if isinstance(v, float):
         return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
     if isinstance(v, str):
-        return json.dumps(v)
+        return _ts(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_tv(x) for x in v) + "]"
     if isinstance(v, dict):
@@ -446,7 +736,8 @@ def _tv(v) -> str:
 
 
 def _key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
+    """A bare key when TOML allows one (ASCII letters, digits, '_', '-'), else a quoted one."""
+    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _ts(k)
 
 
 def _dump_toml(d: dict, prefix: str = "") -> str:

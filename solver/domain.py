@@ -46,16 +46,16 @@ def circles_from_config(rve, comm=MPI.COMM_WORLD):
             if rve.kind == "random":
                 circles = pack_random(rve.width, rve.height, dict(rve.fractions),
                                       {p: (s.mean_diameter, s.cv) for p, s in rve.size.items()},
-                                      rve.min_gap, rve.seed)
+                                      rve.min_gap, rve.seed, max_iterations=rve.packing_iterations)
             else:
                 circles = [Circle(p.phase, float(p.center[0]), float(p.center[1]), float(p.radius))
                            for p in rve.particles]
                 validate_particles(circles, rve.width, rve.height, rve.min_gap)
         except PackingError as e:
-            err = str(e)
+            err = (str(e), e.key)
     err, circles = comm.bcast((err, circles), root=0)
     if err:
-        raise PackingError(err)
+        raise PackingError(*err)
     return circles
 
 

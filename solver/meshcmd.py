@@ -8,14 +8,14 @@ from pathlib import Path
 from . import dolfinx_env  # noqa: F401
 from mpi4py import MPI
 
+from .folders import make_folder
 from .output import write_json
-from .rundir import prepare_folder
 
 
 def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
     r = cfg.rve
     out = Path(out)
-    prepare_folder(out, comm)
+    make_folder(out, comm)
     from .meshes import packing
 
     from .domain import block_domain, circles_from_config

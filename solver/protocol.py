@@ -8,6 +8,11 @@ Step grammar (case-insensitive, SI output):
     "Delithiate at 0.1C to 0.22"     theta -> 0.22
     "Rest for 2 hours"               theta constant for 7200 s  (s, sec, seconds, min, minutes, h, hours)
 
+Bounds (a value beyond them is certainly a mistake, and refused): C-rate in [MIN_C_RATE, MAX_C_RATE]
+= [1e-5, 1000] C (a full step in 11 years .. 3.6 s; the fastest cells are tested at ~100 C); a rest
+of at most MAX_REST_S = 1e9 s (32 years); at most MAX_STEPS = 1000 steps per cycle, each at most
+MAX_STEP_CHARS = 200 characters long.
+
 theta is the state of lithiation of every active phase (uniform, DESIGN section 2). It moves
 linearly in time at the C-rate: |d theta / dt| = c / 3600 1/s. A step whose target is already
 reached has zero length and is kept in the schedule (its end is still a protocol boundary).
@@ -16,10 +21,20 @@ This module imports nothing heavy: the config validator uses it.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["Step", "Segment", "ProtocolError", "parse_step", "parse_protocol", "schedule"]
+from .text import short
+
+__all__ = ["Step", "Segment", "ProtocolError", "parse_step", "parse_protocol", "schedule", "MIN_C_RATE",
+           "MAX_C_RATE", "MAX_REST_S", "MAX_STEPS"]
+
+MIN_C_RATE = 1e-5  # 1/h: a full 0 -> 1 step in 11 years
+MAX_C_RATE = 1000.0  # 1/h: a full step in 3.6 s
+MAX_REST_S = 1e9  # s: 32 years
+MAX_STEPS = 1000  # steps per cycle
+MAX_STEP_CHARS = 200  # characters of one step (after collapsing white space)
 
 
 class ProtocolError(ValueError):
@@ -54,7 +69,9 @@ class Segment:
         return self.theta0 + s * (self.theta1 - self.theta0)
 
 
-_NUM = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+# digits, digits.digits or .digits, optional exponent; written so that a failing match backtracks in
+# linear time (the equivalent [0-9]*\.?[0-9]+ takes quadratic time on a long run of digits)
+_NUM = r"((?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
 _CHARGE = re.compile(rf"^(lithiate|delithiate)\s+at\s+{_NUM}\s*c(?:\s+to\s+{_NUM})?$", re.I)
 _REST = re.compile(rf"^rest\s+for\s+{_NUM}\s*(s|sec|secs|seconds?|min|mins|minutes?|h|hr|hrs|hours?)$", re.I)
 _UNIT_S = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "min": 60.0, "mins": 60.0,
@@ -64,26 +81,31 @@ _UNIT_S = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "mi
 
 def parse_step(text: str) -> Step:
     if not isinstance(text, str):
-        raise ProtocolError(f"step {text!r} is not a string")
+        raise ProtocolError(f"step {short(text)} is not a string")
     s = " ".join(text.strip().split())
+    if len(s) > MAX_STEP_CHARS:
+        raise ProtocolError(f"step {short(text)} is too long (at most {MAX_STEP_CHARS} characters)")
     m = _CHARGE.match(s)
     if m:
         kind = m.group(1).lower()
         c = float(m.group(2))
-        if not c > 0:
-            raise ProtocolError(f"step {text!r}: C-rate must be > 0")
+        if not MIN_C_RATE <= c <= MAX_C_RATE:
+            raise ProtocolError(f"step {short(text)}: C-rate must be in [{MIN_C_RATE:g}, {MAX_C_RATE:g}] C "
+                                f"(got {c:g})")
         target = float(m.group(3)) if m.group(3) is not None else (1.0 if kind == "lithiate" else 0.0)
         if not 0.0 <= target <= 1.0:
-            raise ProtocolError(f"step {text!r}: target state of lithiation must be in [0, 1]")
+            raise ProtocolError(f"step {short(text)}: target state of lithiation must be in [0, 1]")
         return Step(kind, text, c_rate=c, target=target)
     m = _REST.match(s)
     if m:
         d = float(m.group(1)) * _UNIT_S[m.group(2).lower()]
         if not d > 0:
-            raise ProtocolError(f"step {text!r}: duration must be > 0")
+            raise ProtocolError(f"step {short(text)}: duration must be > 0")
+        if not (math.isfinite(d) and d <= MAX_REST_S):
+            raise ProtocolError(f"step {short(text)}: duration must be at most {MAX_REST_S:g} s (got {d:g} s)")
         return Step("rest", text, duration_s=d)
     raise ProtocolError(
-        f"step {text!r} not understood (expected e.g. 'Lithiate at 0.1C', "
+        f"step {short(text)} not understood (expected e.g. 'Lithiate at 0.1C', "
         "'Delithiate at 0.1C to 0.22', 'Rest for 2 hours')"
     )
 
@@ -91,6 +113,8 @@ def parse_step(text: str) -> Step:
 def parse_protocol(steps: list[str]) -> list[Step]:
     if not steps:
         raise ProtocolError("protocol is empty")
+    if len(steps) > MAX_STEPS:
+        raise ProtocolError(f"protocol has {len(steps)} steps (at most {MAX_STEPS} per cycle)")
     return [parse_step(s) for s in steps]
 
 

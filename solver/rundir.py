@@ -46,26 +46,6 @@ class Terminated(BaseException):
     """SIGTERM received (a BaseException, like KeyboardInterrupt: no `except Exception` swallows it)."""
 
 
-def prepare_folder(path, comm=MPI.COMM_WORLD, write=None) -> None:
-    """Create folder `path` on rank 0 (and call write(path) there, if given); raise OSError with
-    one line on every rank when it is not usable."""
-    err = None
-    if comm.rank == 0:
-        p = Path(path)
-        try:
-            if p.exists() and not p.is_dir():
-                err = f"output folder {path} exists and is not a folder"
-            else:
-                p.mkdir(parents=True, exist_ok=True)
-                if write is not None:
-                    write(p)
-        except OSError as e:
-            err = f"cannot write output folder {path}: {e.strerror or e}"
-    err = comm.bcast(err, root=0)
-    if err:
-        raise OSError(err)
-
-
 def read_summary(folder) -> dict | None:
     """summary.json of a folder (None if absent; {"status": "corrupt"} if unreadable)."""
     p = Path(folder) / "summary.json"

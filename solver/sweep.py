@@ -17,6 +17,14 @@ in its case); under `mpiexec -n M`, COMM_WORLD is split into groups of `--ranks-
 take cases dynamically (an MPI counter on rank 0); `--slurm` writes `DIR/sweep.sbatch`, a job
 array with one case per task (`--case I`). Completed cases (summary.json status `completed` with
 the same physics hash) are skipped on re-runs; failed cases are recorded and the others go on.
+
+Case folders are named `NNN_name=label_...` from sanitised names and labels (ASCII letters, digits,
+`. + - =`, at most 120 characters) and always lie directly in `-o`. The sweep file, its base
+config and `-o` are resolved to absolute paths before any case starts. Each case's status is read
+from its folder after it ends; a case whose run left no final status (killed, crashed) is
+recorded there as failed with the exit code and the last line of its log. Under MPI any
+exception of a case is that case's failure (recorded in its folder), and `sweep.csv` is written.
+The sweep exits 0 when every case completed and 3 when any did not.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -32,55 +41,80 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import config as cfgmod
+from .folders import make_folder
 from .output import CSVTable, atomic_write, write_json
+from .text import one_line, short, show_key
 
 KEYS = {"base", "mode", "set", "metrics", "axis"}
+EXIT_FAILED = 3  # cli.EXIT_SOLVER: one or more cases did not complete
+#: longest case folder name (file systems allow 255 bytes)
+NAME_MAX = 120
+FINAL = ("completed", "failed")
 
 
 def _label(v) -> str:
+    """A folder-name-safe label: ASCII letters, digits and . + - only, no leading or trailing dot."""
     s = json.dumps(v) if not isinstance(v, str) else v
-    s = re.sub(r"[^A-Za-z0-9.+-]+", "_", s).strip("_")
+    s = re.sub(r"[^A-Za-z0-9.+-]+", "_", s).strip("_.")
     return s[:40] or "x"
 
 
+def _need(cond, msg):
+    if not cond:
+        raise cfgmod.ConfigError(msg)
+
+
 def load_sweep(path) -> dict:
-    path = Path(path)
-    d = cfgmod.load_toml(path)
+    """The sweep file, checked, with every case's config validated (paths resolved: children may
+    run in another working directory)."""
+    path = Path(path).resolve()
+    d = cfgmod.load_toml(path, "sweep file")
     bad = set(d) - KEYS
-    if bad:
-        raise cfgmod.ConfigError(f"{sorted(bad)[0]}: unknown key in sweep file")
-    if "base" not in d:
-        raise cfgmod.ConfigError("base: required key missing in sweep file")
+    _need(not bad, f"{show_key(sorted(bad)[0]) if bad else ''}: unknown key in sweep file")
+    _need("base" in d, "base: required key missing in sweep file")
+    _need(isinstance(d["base"], str) and d["base"], f"base: must be a file name (got {short(d['base'])})")
     mode = d.get("mode", "product")
-    if mode not in ("product", "zip"):
-        raise cfgmod.ConfigError(f"mode: must be 'product' or 'zip' (got {mode!r})")
+    _need(mode in ("product", "zip"), f"mode: must be 'product' or 'zip' (got {short(mode)})")
+    for k in ("set", "metrics"):
+        v = d.get(k, [])
+        _need(isinstance(v, list) and all(isinstance(x, str) for x in v), f"{k}: must be a list of strings")
     axes = d.get("axis", [])
-    if not axes:
-        raise cfgmod.ConfigError("axis: a sweep needs at least one [[axis]]")
+    _need(isinstance(axes, list) and axes, "axis: a sweep needs at least one [[axis]]")
     for i, a in enumerate(axes):
-        if set(a) - {"key", "values", "labels", "name"} or "key" not in a or not a.get("values"):
-            raise cfgmod.ConfigError(f"axis[{i}]: needs key and non-empty values (and optional labels, name)")
-        if "labels" in a and len(a["labels"]) != len(a["values"]):
-            raise cfgmod.ConfigError(f"axis[{i}].labels: must have as many entries as values")
-    if mode == "zip" and len({len(a["values"]) for a in axes}) > 1:
-        raise cfgmod.ConfigError("axis: mode 'zip' needs axes of equal length")
+        _need(isinstance(a, dict) and not set(a) - {"key", "values", "labels", "name"} and "key" in a
+              and isinstance(a.get("values"), list) and a["values"],
+              f"axis[{i}]: needs key and non-empty values (and optional labels, name)")
+        _need(isinstance(a["key"], str) and a["key"] and all(a["key"].split(".")),
+              f"axis[{i}].key: must be a config key path like 'materials.Se.creep.A'")
+        _need(isinstance(a.get("name", ""), str), f"axis[{i}].name: must be a string")
+        if "labels" in a:
+            _need(isinstance(a["labels"], list) and len(a["labels"]) == len(a["values"]),
+                  f"axis[{i}].labels: must have as many entries as values")
+            _need(all(isinstance(x, (str, int, float)) for x in a["labels"]),
+                  f"axis[{i}].labels: must be strings or numbers")
+    if mode == "zip":
+        _need(len({len(a["values"]) for a in axes}) == 1, "axis: mode 'zip' needs axes of equal length")
     base = (path.parent / d["base"]).resolve()
     base_data = cfgmod.apply_overrides(cfgmod.load_toml(base), d.get("set", []))
-    cases = []
     idx = [range(len(a["values"])) for a in axes]
     combos = itertools.product(*idx) if mode == "product" else zip(*idx)
-    for combo in combos:
+    cases = []
+    for n, combo in enumerate(combos):
+        _need(n < 100000, "axis: more than 100000 cases")
         params, names = {}, []
         data = base_data
         for a, i in zip(axes, combo):
             v = a["values"][i]
-            lab = a["labels"][i] if "labels" in a else _label(v)
-            name = a.get("name", a["key"].split(".")[-1])
+            lab = _label(a["labels"][i]) if "labels" in a else _label(v)
+            name = _label(a.get("name") or a["key"].split(".")[-1])
             params[name] = lab if isinstance(v, (list, dict)) else v
             names.append(f"{name}={lab}")
             data = _set(data, a["key"], v)
-        cfg = cfgmod.validate(data)  # every case validated before anything runs
-        cases.append({"index": len(cases), "name": f"{len(cases):03d}_" + "_".join(names), "params": params,
+        try:
+            cfg = cfgmod.validate(data)  # every case validated before anything runs
+        except cfgmod.ConfigError as e:
+            raise cfgmod.ConfigError(f"case {n} ({', '.join(names)}): {e}") from None
+        cases.append({"index": n, "name": (f"{n:03d}_" + "_".join(names))[:NAME_MAX], "params": params,
                       "config": cfg})
     return {"cases": cases, "metrics": d.get("metrics", []), "path": str(path)}
 
@@ -88,24 +122,44 @@ def load_sweep(path) -> dict:
 def _set(data: dict, key: str, value):
     import copy
 
-    data = copy.deepcopy(data)
-    d = data
-    parts = key.split(".")
-    for p in parts[:-1]:
-        d = d.setdefault(p, {})
-    d[parts[-1]] = value
-    return data
+    return cfgmod.set_path(copy.deepcopy(data), key, value, "axis key")
+
+
+def case_folder(out: Path, case) -> Path:
+    """The case's run folder, which must lie directly in `out` (names are sanitised; checked)."""
+    out = Path(out).resolve()
+    folder = (out / case["name"]).resolve()
+    if folder.parent != out:
+        raise cfgmod.ConfigError(f"case name {short(case['name'])}: would lie outside the sweep folder {out}")
+    return folder
+
+
+def _summary(folder: Path) -> dict:
+    from .rundir import read_summary
+
+    return read_summary(folder) or {}
 
 
 def _done(folder: Path, cfg) -> bool:
-    s = folder / "summary.json"
-    if not s.exists():
-        return False
-    try:
-        j = json.loads(s.read_text())
-    except (OSError, ValueError):
-        return False
+    j = _summary(folder)
     return j.get("status") == "completed" and j.get("config_hash") == cfgmod.physics_hash(cfg)
+
+
+def _record_failure(folder: Path, cfg, reason: str) -> None:
+    """A case whose run left no final status (killed, crashed before writing it): say so in its folder."""
+    s = _summary(folder)
+    if s.get("status") in FINAL:
+        return
+    s.update({"status": "failed", "reason": one_line(reason), "config_hash": cfgmod.physics_hash(cfg)})
+    write_json(folder / "summary.json", s)
+
+
+def _log_tail(log: Path) -> str:
+    try:
+        lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
 
 
 def _exe() -> list[str]:
@@ -113,17 +167,46 @@ def _exe() -> list[str]:
 
 
 def _run_local(case, out: Path) -> dict:
-    folder = out / case["name"]
+    """One case as a child process; its outcome read back from its folder."""
+    folder = case_folder(out, case)
     if _done(folder, case["config"]):
-        return {"case": case["name"], "skipped": True}
+        return {"case": case["name"], "status": "completed", "skipped": True}
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "input.toml", cfgmod.to_toml(case["config"]))
     t0 = time.monotonic()
     with open(folder / "log.txt", "w") as log:
-        rc = subprocess.call(_exe() + ["run", str(folder / "input.toml"), "-o", str(folder), "--set",
+        # a case not completed is run again from scratch: --overwrite clears a failed or killed run's files
+        rc = subprocess.call(_exe() + ["run", str(folder / "input.toml"), "-o", str(folder), "--overwrite", "--set",
                                        "output.progress=false"], stdout=log, stderr=subprocess.STDOUT,
-                             cwd=Path(__file__).resolve().parents[1])
-    return {"case": case["name"], "rc": rc, "wall": time.monotonic() - t0}
+                             cwd=folder)
+    s = _summary(folder)
+    if rc != 0 and s.get("status") not in FINAL:
+        _record_failure(folder, case["config"], f"exit code {rc}: {_log_tail(folder / 'log.txt')}")
+    elif rc == 0 and s.get("status") != "completed":
+        _record_failure(folder, case["config"], f"exit code 0 but status {s.get('status', 'missing')!r}")
+    s = _summary(folder)
+    return {"case": case["name"], "rc": rc, "wall": time.monotonic() - t0, "status": s.get("status"),
+            "reason": s.get("reason", "")}
+
+
+def _run_case_mpi(case, folder: Path, comm) -> None:
+    """One case on the ranks of `comm`. Any exception raised on all of them is the case's failure,
+    recorded in its folder; the sweep goes on. (An exception on only some ranks of a multi-rank
+    case leaves the others in a collective: that still ends the job, as MPI cannot recover.)"""
+    from .simulation import execute
+
+    cfg = case["config"].model_copy(deep=True)
+    cfg.output.progress = False
+    try:
+        summary = execute(cfg, folder, comm, overwrite=True)  # a case not completed is run again from scratch
+        reason = None if summary.get("status") == "completed" else summary.get("reason", "failed")
+    except Exception as e:  # noqa: BLE001 - the case's failure, not the job's
+        reason = f"{e.__class__.__name__}: {e}"
+    if reason is not None and comm.rank == 0:
+        try:
+            _record_failure(folder, cfg, reason)
+        except OSError:
+            pass
 
 
 def _run_mpi(sw, out: Path, k: int) -> None:
@@ -131,9 +214,6 @@ def _run_mpi(sw, out: Path, k: int) -> None:
 
     from . import dolfinx_env  # noqa: F401
     from mpi4py import MPI
-
-    from .simulation import Simulation, prepare_outdir
-    from .stepping import SolverFailure
 
     world = MPI.COMM_WORLD
     if k < 1 or world.size % k:
@@ -159,55 +239,75 @@ def _run_mpi(sw, out: Path, k: int) -> None:
         if i >= len(cases):
             break
         case = cases[i]
-        folder = out / case["name"]
-        if _done(folder, case["config"]):
+        folder = case_folder(out, case)
+        if comm.bcast(_done(folder, case["config"]) if comm.rank == 0 else None, root=0):
             continue
-        cfg = case["config"].model_copy(deep=True)
-        cfg.output.progress = False
-        try:
-            prepare_outdir(folder, cfg, comm)
-            Simulation(cfg, folder, comm).initialise().run()
-        except (SolverFailure, cfgmod.ConfigError, OSError, RuntimeError, ValueError) as e:
-            if comm.rank == 0:
-                write_json(folder / "summary.json", {"status": "failed", "reason": f"{e.__class__.__name__}: {e}",
-                                                     "config_hash": cfgmod.physics_hash(cfg)})
+        _run_case_mpi(case, folder, comm)
     world.Barrier()
     win.Free()
     comm.Free()
 
 
+def _plain(p: Path) -> str:
+    """A path for the script: no control characters (a newline would end an #SBATCH comment and
+    run the rest as a command)."""
+    s = str(p)
+    if not s.isprintable():
+        raise cfgmod.ConfigError(f"--slurm: path {short(s)} holds control characters; choose another folder")
+    return s
+
+
 def write_slurm(sw, sweep_path, out: Path, throttle: int = 20, ranks: int = 1, time_limit="24:00:00") -> Path:
+    """DIR/sweep.sbatch: a job array, one case per task. Every path is quoted (shlex.quote), so a
+    folder name holding $(...), backquotes or spaces is a name, never a command."""
     n = len(sw["cases"])
     root = Path(__file__).resolve().parents[1]
-    exe = root / ".venv" / "bin" / "creep-cathode"
+    out = Path(out).resolve()
+    exe = _plain(root / ".venv" / "bin" / "creep-cathode")
+    sweep = _plain(Path(sweep_path).resolve())
+    log = _plain(out).replace("%", "%%") + "/slurm-%A_%a.out"  # sbatch expands %A, %a; %% is a '%'
+    q = shlex.quote
     script = f"""#!/bin/bash
 #SBATCH --job-name=creep-cathode-sweep
 #SBATCH --array=0-{n - 1}%{throttle}
 #SBATCH --ntasks={ranks}
 #SBATCH --time={time_limit}
-#SBATCH --output={out}/slurm-%A_%a.out
-# One case per array task; afterwards: {exe} collect {out}
-srun -n {ranks} {exe} sweep {Path(sweep_path).resolve()} -o {out} --case $SLURM_ARRAY_TASK_ID
+#SBATCH --output={q(log)}
+# One case per array task; afterwards: creep-cathode collect on this script's folder
+srun -n {ranks} {q(exe)} sweep {q(sweep)} -o {q(str(out))} --case "$SLURM_ARRAY_TASK_ID"
 """
     p = out / "sweep.sbatch"
     atomic_write(p, script)
     return p
 
 
-def run_sweep(args) -> int:
-    sw = load_sweep(args.sweep)
-    out = Path(args.out)
-    mpi_size = int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1")))
+def _mpi_world():
+    size = int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1")))
     rank = int(os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0")))
-    if rank == 0:
-        if out.exists() and not out.is_dir():
-            raise OSError(f"output folder {out} exists and is not a folder")
-        out.mkdir(parents=True, exist_ok=True)
-    if getattr(args, "slurm", False):
-        p = write_slurm(sw, args.sweep, out)
-        print(f"wrote {p}: sbatch {p}  (then: creep-cathode collect {out})")
-        return 0
+    return size, rank
+
+
+def run_sweep(args) -> int:
+    """Run (or, with --slurm, script) a sweep. Returns 0 when every case completed, EXIT_FAILED when
+    one or more did not (each case's status is read from its folder; sweep.csv lists them)."""
+    out = Path(args.out).resolve()  # before any child starts: children run in their case folders
+    sw = load_sweep(args.sweep)
+    mpi_size, rank = _mpi_world()
     case = getattr(args, "case", None)
+    if case is not None and not 0 <= case < len(sw["cases"]):
+        raise cfgmod.ConfigError(f"--case {case}: the sweep has cases 0 to {len(sw['cases']) - 1}")
+    if getattr(args, "slurm", False):
+        _plain(out)  # before anything is created
+    world = None
+    if mpi_size > 1:
+        from mpi4py import MPI
+
+        world = MPI.COMM_WORLD
+    make_folder(out, world)
+    if getattr(args, "slurm", False):
+        p = write_slurm(sw, sw["path"], out)
+        print(f"wrote {p}: sbatch {shlex.quote(str(p))}  (then: creep-cathode collect {shlex.quote(str(out))})")
+        return 0
     if case is not None:
         sw = dict(sw, cases=[sw["cases"][case]])
     if mpi_size > 1 or case is not None:
@@ -218,34 +318,50 @@ def run_sweep(args) -> int:
                 if r.get("skipped"):
                     print(f"{r['case']}: already completed, skipped")
                 else:
-                    print(f"{r['case']}: exit {r['rc']} ({r['wall']:.1f} s)")
-    if rank == 0 and case is None:
-        collect(out, sw)
-    return 0
+                    why = f": {r['reason']}" if r["status"] != "completed" and r.get("reason") else ""
+                    print(one_line(f"{r['case']}: {r['status']} (exit {r['rc']}, {r['wall']:.1f} s){why}"))
+    code = 0
+    if rank == 0:
+        names = {c["name"] for c in sw["cases"]}
+        if case is None:
+            collect(out, sw)
+        states = {c["name"]: _summary(case_folder(out, c)).get("status", "not run") for c in sw["cases"]}
+        bad = [n for n in names if states[n] != "completed"]
+        if bad:
+            code = EXIT_FAILED
+            print(one_line(f"error: {len(bad)} of {len(names)} cases did not complete (see "
+                           f"{out / 'sweep.csv' if case is None else out}): {', '.join(sorted(bad)[:5])}"
+                           + (" ..." if len(bad) > 5 else "")), file=sys.stderr, flush=True)
+    if world is not None:
+        code = world.bcast(code, root=0)
+    return code
 
 
 def collect(out, sw=None) -> Path:
     """Aggregate every case folder of a sweep into DIR/sweep.csv and plots."""
+    from .metrics import columns as registry, in_state, phases_of
+    from .rundir import status_line
+
     out = Path(out)
     rows = []
     metrics = (sw or {}).get("metrics") or []
+    params = {c["name"]: c["params"] for c in (sw or {}).get("cases", [])}
     for folder in sorted(p for p in out.iterdir() if p.is_dir() and (p / "input.toml").exists()
                          or (p.is_dir() and (p / "summary.json").exists())):
-        s = {}
-        if (folder / "summary.json").exists():
-            try:
-                s = json.loads((folder / "summary.json").read_text())
-            except ValueError:
-                s = {"status": "corrupt"}
-        row = {"case": folder.name, "status": s.get("status", "not run"), "reason": s.get("reason", ""),
-               "wall_time_s": s.get("wall_time_s", "")}
-        for part in folder.name.split("_", 1)[-1].split("_"):
-            if "=" in part:
-                k, v = part.split("=", 1)
-                row[k] = v
-        cyc = CSVTable.read(folder / "cycles.csv")
-        lit = [r for r in cyc if r.get("state") == "lithiated"]
-        cols = metrics or [k for k in (lit[0] if lit else {}) if k.startswith(("contact_", "vm_mean_"))]
+        s = _summary(folder)
+        status, reason = status_line(folder)  # "killed" for a run whose process is gone
+        row = {"case": folder.name, "status": status, "reason": reason, "wall_time_s": s.get("wall_time_s", "")}
+        if folder.name in params:
+            row.update({k: v if isinstance(v, (int, float, str)) else short(v)
+                        for k, v in params[folder.name].items()})
+        else:  # without the sweep file: the parameters from the folder name
+            for part in folder.name.split("_", 1)[-1].split("_"):
+                if "=" in part:
+                    k, v = part.split("=", 1)
+                    row[k] = v
+        lit = in_state(CSVTable.read(folder / "cycles.csv"), "lithiated")
+        cols = metrics or [c.name for c in registry(phases_of(lit[0]) if lit else [])
+                           if c.kind == "contact" or c.name.startswith("vm_mean_")]
         for c in cols:
             row[f"{c}_first"] = lit[0].get(c, "") if lit else ""
             row[f"{c}_last"] = lit[-1].get(c, "") if lit else ""
@@ -272,6 +388,8 @@ def _plot(out: Path, rows):
     params = [k for k in done[0] if k not in ("case", "status", "reason", "wall_time_s", "cycles")
               and not k.endswith(("_first", "_last"))]
     mets = [k for k in done[0] if k.endswith("_last")]
+    if not mets:
+        return
     (out / "plots").mkdir(exist_ok=True)
     for p in params:
         fig, ax = plt.subplots(figsize=(6, 4))
