@@ -215,7 +215,7 @@ class Stepper:
         """Advance through protocol segment `seg`; on_step(seg, info) after each accepted step,
         on_end(seg) at its end. Raises SolverFailure when a step fails after all cut-backs."""
         s, pb, ctl = self.s, self.problem, self.controller
-        eps_t = 1e-9 * max(1.0, seg.t1)
+        eps_t = 1e-12 * max(1.0, seg.t1)  # round-off of the accumulated time, not a share of the run
         ctl.cuts = 0
         if self.t <= seg.t0 + eps_t:
             self.du_prev = None  # no predictor across a protocol boundary
