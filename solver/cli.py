@@ -208,6 +208,7 @@ def cmd_materials(args) -> int:
 
 
 def main(argv=None) -> int:
+    """Run the command line `argv` (default sys.argv[1:]); returns the exit code."""
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)

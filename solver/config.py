@@ -563,6 +563,7 @@ def _check_tree(data, path: str = "", depth: int = 0) -> None:
 
 
 def validate(data: dict) -> Config:
+    """A validated Config from a raw dict (e.g. parsed TOML); ConfigError (one line naming the key) otherwise."""
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a table (got {short(data)})")
     _check_tree(data)
@@ -629,6 +630,8 @@ def _toml(text: str, where: str) -> dict:
 
 
 def load_toml(path: str | Path, what: str = "config file") -> dict:
+    """The parsed TOML file at `path` (a regular file, size- and depth-limited); ConfigError naming
+    `what` otherwise."""
     data = _toml(read_text(path, what), short(str(path), 120))
     _check_tree(data)
     return data
@@ -646,6 +649,7 @@ def parse_value(text: str, key: str = "") -> Any:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """A copy of `data` with each "key.path=value" of `overrides` applied (value: TOML, or a bare word)."""
     from .library import expand_short_forms  # materials.X = "name" -> { use = "name" }, so --set can reach into it
 
     data = copy.deepcopy(expand_short_forms(data))
@@ -676,10 +680,12 @@ def set_path(data: dict, key: str, value, what: str = "--set") -> dict:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """The validated Config of the TOML file at `path` with the `--set` overrides applied."""
     return validate(apply_overrides(load_toml(path), overrides or []))
 
 
 def to_dict(cfg: Config) -> dict:
+    """The config as plain JSON-able data (unset optional keys left out)."""
     return cfg.model_dump(mode="json", exclude_none=True)
 
 

@@ -21,6 +21,8 @@ from .tags import WALL_TAGS
 
 @dataclass
 class Domain:
+    """A meshed RVE: DOLFINx mesh, cell and facet tags, bodies [(tag, phase)], box size [m], circles, info, scaling."""
+
     mesh: object
     cell_tags: object
     facet_tags: object
@@ -60,6 +62,7 @@ def circles_from_config(rve, comm=MPI.COMM_WORLD):
 
 
 def block_domain(rve, comm=MPI.COMM_WORLD) -> Domain:
+    """A `block` RVE: the box meshed as one body (crossed triangles of size rve.mesh_size), SI units."""
     W, H, h = rve.width, rve.height, rve.mesh_size
     nx, ny = max(1, int(round(W / h))), max(1, int(round(H / h)))
     msh = dmesh.create_rectangle(comm, [np.zeros(2), np.array([W, H])], [nx, ny], dmesh.CellType.triangle,

@@ -16,6 +16,8 @@ from dolfinx import fem, io
 
 
 class FieldWriter:
+    """ParaView output of a mechanics (fields/fields.xdmf), one time level per write()."""
+
     def __init__(self, mech, folder, keep_existing: bool = False):
         """Fields of `mech` (creep_cathode.mechanics.Mechanics) into `folder`/fields.xdmf;
         `keep_existing` (a resumed run): write to fields_part2.xdmf, ... instead of overwriting."""

@@ -13,6 +13,7 @@ from .output import write_json
 
 
 def write_mesh(cfg, out, comm=MPI.COMM_WORLD) -> dict:
+    """`creep-cathode mesh`: pack and mesh the RVE of `cfg` into folder `out` (rve.msh, rve.json, rve.png); returns the rve.json record."""
     r = cfg.rve
     out = Path(out)
     make_folder(out, comm)

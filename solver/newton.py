@@ -46,6 +46,8 @@ RESIDUAL_HALVINGS = 12
 
 @dataclass
 class NewtonResult:
+    """The outcome of one minimisation: converged, iterations, reason, residual history and statistics."""
+
     converged: bool
     iterations: int
     reason: str
@@ -76,6 +78,7 @@ class System(Protocol):
 
 
 def default_ksp(comm):
+    """A PETSc KSP on `comm`: MUMPS LU, no iterations (preonly)."""
     ksp = PETSc.KSP().create(comm)
     ksp.setType("preonly")
     pc = ksp.getPC()

@@ -25,6 +25,7 @@ os.umask(_UMASK)
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:
+    """Write `data` (text or bytes) to `path` through a temporary file renamed over it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
@@ -57,6 +58,7 @@ def _clean(x):
 
 
 def write_json(path: str | Path, obj) -> None:
+    """Write `obj` as indented JSON, atomically (non-finite floats become null)."""
     atomic_write(path, json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n")
 
 
@@ -126,6 +128,7 @@ def _git_commit() -> str | None:
 
 
 def provenance(ranks: int = 1) -> dict:
+    """Where a result came from: git commit, Python, platform, host, ranks, command line, start time, package versions."""
     from importlib import metadata
 
     versions = {}

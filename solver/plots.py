@@ -27,6 +27,7 @@ def _save(fig, path: Path, files: list, dpi: int = 120) -> None:
 
 
 def make_plots(folder) -> list[Path]:
+    """Draw the plots of run folder `folder` into folder/plots; returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")

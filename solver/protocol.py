@@ -43,6 +43,8 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class Step:
+    """One protocol step: kind, its text, C-rate [1/h] and target theta (charge steps) or duration [s] (rest)."""
+
     kind: str  # "lithiate" | "delithiate" | "rest"
     text: str
     c_rate: float = 0.0  # 1/h
@@ -80,6 +82,7 @@ _UNIT_S = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "mi
 
 
 def parse_step(text: str) -> Step:
+    """One step string -> Step; ProtocolError (one line) when it does not follow the grammar or its bounds."""
     if not isinstance(text, str):
         raise ProtocolError(f"step {short(text)} is not a string")
     s = " ".join(text.strip().split())
@@ -111,6 +114,7 @@ def parse_step(text: str) -> Step:
 
 
 def parse_protocol(steps: list[str]) -> list[Step]:
+    """The steps of one cycle -> [Step]; ProtocolError for an empty or bad protocol."""
     if not steps:
         raise ProtocolError("protocol is empty")
     if len(steps) > MAX_STEPS:

@@ -22,6 +22,8 @@ BOX_UNITS = 40.0
 
 @dataclass(frozen=True)
 class Scaling:
+    """Model units: lengths in `length` = L0 [m], stresses in `stress` = S0 [Pa]."""
+
     length: float  # L0 [m]
     stress: float  # S0 [Pa]
 

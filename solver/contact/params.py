@@ -23,6 +23,8 @@ from ..tags import SIDES
 
 @dataclass(frozen=True)
 class ContactParameters:
+    """Contact parameters in model units (see the module docstring for how each is derived)."""
+
     dhat: float
     kappa: float
     tolerance: float
