@@ -200,6 +200,12 @@ class ContactSettings(_Strict):
     project_hessian: bool = Field(False, description="always project the barrier Hessian onto the PSD cone (robust, "
                                                      "linear convergence); default: exact Hessian, projected only "
                                                      "when Newton meets a non-descent direction")
+    project_vv: bool = Field(False, description="always project the Hessians of vertex-vertex collisions (a vertex "
+                                                "on a kink of the other polyline) onto the PSD cone; vertex-edge "
+                                                "exact (prototype, issue 13)")
+    proximal_anchor: Literal["last", "predicted"] = Field("last", description="anchor of the proximal term: the last "
+                                                         "converged step, or the predictor's extrapolation "
+                                                         "(prototype, issue 13)")
     proximal_relaxations: int = Field(3, ge=0, le=50, description="re-solves of a step anchored at its solution "
                                                                  "while the proximal energy exceeds the tolerance")
     proximal_tolerance: float = Field(1e-3, gt=0, allow_inf_nan=False,
@@ -238,6 +244,12 @@ class Solver(_Strict):
     hard_iterations: int = Field(30, ge=1, le=500, description="a step that took more Newton iterations than this "
                                                                "is hard: the next one shrinks by 0.7")
     log_newton: bool = Field(False, description="print every Newton iteration (debugging)")
+    linear_solver: Literal["lu", "ldlt"] = Field("lu", description="MUMPS LU, or LDL^T of the symmetric tangent "
+                                                                "(prototype, issue 13)")
+    indefinite: Literal["project", "project_barrier", "reverse", "shift", "shift_nd", "shift_mass", "shift_nd_mass"] = Field(
+        "project", description="Newton where the tangent is indefinite: PSD projection of barrier and material "
+                               "tangent on non-descent, or an inertia-controlled diagonal shift (prototype, issue 13)")
+    ccd_fraction: float = Field(0.9, gt=0, le=1, description="first trial step = this x the CCD bound when below 1")
     predictor: bool = Field(True, description="start each step from the extrapolated last increment")
     checkpoint_every: int = Field(0, ge=0, description="write a checkpoint every N steps (0: cycle ends only)")
 

@@ -128,6 +128,7 @@ class BarrierContact:
         # demand (solver.newton switches it on for an iteration whose direction is not a descent
         # direction). Measured on the prototype case: always-CLAMP 458 Newton iterations, exact 54.
         self.project_hessian = False
+        self.project_vv = False  # project the vertex-vertex collisions' Hessians only (prototype, issue 13)
         self.psd_method = ipctk.PSDProjectionMethod.CLAMP
         self._setup_surface(facet_tags, body_of_facet_tag)
         self._setup_collision_mesh()
@@ -358,13 +359,33 @@ class BarrierContact:
         m = 2 * self.n
         if not len(col):
             return sp.csr_matrix((m, m))
-        Hs = self.potential.hessian(col, self.cm, x, project_hessian_to_psd=self.psd_method if self.project_hessian else ipctk.PSDProjectionMethod.NONE)
+        if self.project_hessian or self.project_vv is False or not len(col.vv_collisions):
+            Hs = self.potential.hessian(col, self.cm, x, project_hessian_to_psd=self.psd_method if self.project_hessian else ipctk.PSDProjectionMethod.NONE)
+        else:
+            # vertex-vertex collisions (a vertex closest to a kink of the other polyline) projected
+            # per collision, vertex-edge exact: a vertex pressed onto a kink is a discrete unstable
+            # equilibrium (tangential curvature -force/distance), the source of the saddles Newton met
+            Hs = self._split_hessian(col, x)
         Hs = sp.csr_matrix(Hs)[:m, :m] / self.Lc**2
         if not self.free.all():
             D = sp.diags(self.free.astype(float))
             Hs = (D @ Hs @ D).tocsr()
         Hs.eliminate_zeros()
         return Hs
+
+    def _split_hessian(self, col, x):
+        key = self._cache_key
+        if getattr(self, "_split_key", None) != key:
+            vv, ev = ipctk.NormalCollisions(), ipctk.NormalCollisions()
+            vv.use_area_weighting = ev.use_area_weighting = True
+            vv.vv_collisions = col.vv_collisions
+            ev.ev_collisions = col.ev_collisions
+            self._split_key, self._split = key, (vv, ev)
+        vv, ev = self._split
+        H = self.potential.hessian(vv, self.cm, x, project_hessian_to_psd=self.psd_method)
+        if len(ev):
+            H = H + self.potential.hessian(ev, self.cm, x, project_hessian_to_psd=ipctk.PSDProjectionMethod.NONE)
+        return H
 
     def _owned_rows(self, M: sp.csr_matrix) -> sp.csr_matrix:
         """Rows of a collision-DoF matrix owned here, as (local rows) x (global columns)."""

@@ -54,6 +54,9 @@ class NewtonResult:
     time: float = 0.0
     projected: int = 0  # iterations that needed the PSD-projected contact Hessian
     residual_steps: int = 0  # iterations accepted by the residual fallback of the line search
+    # profile: one dict per iteration (r, alpha, amax, halvings, kind, projected, ...) and a time split
+    records: list = field(default_factory=list)
+    timers: dict = field(default_factory=dict)
 
 
 def default_ksp(comm):
@@ -64,6 +67,26 @@ def default_ksp(comm):
     pc.setFactorSolverType("mumps")
     ksp.setErrorIfNotConverged(False)
     return ksp
+
+
+def ldlt_ksp(comm):
+    """MUMPS LDL^T (symmetric indefinite, sym = 2): about half the work of LU, and its inertia
+    (INFOG(12) = negative pivots) comes free with the factorisation."""
+    ksp = PETSc.KSP().create(comm)
+    ksp.setType("preonly")
+    pc = ksp.getPC()
+    pc.setType("cholesky")
+    pc.setFactorSolverType("mumps")
+    ksp.setErrorIfNotConverged(False)
+    return ksp
+
+
+def _negative_pivots(ksp) -> int:
+    """Negative pivots of the last LDL^T factorisation of ksp (-1 for an LU ksp)."""
+    pc = ksp.getPC()
+    if pc.getType() != "cholesky":
+        return -1
+    return int(pc.getFactorMatrix().getMumpsInfog(12))
 
 
 def _solve(ksp, A, b, du):
@@ -114,12 +137,43 @@ def _linear_residual(A, b, du) -> float:
     return out
 
 
-def _set_projection(system, flag: bool) -> bool:
+_INERTIA_DEBUG = bool(__import__("os").environ.get("CREEP_CATHODE_NEWTON_INERTIA"))  # profiling: inertia per iterate
+
+
+def inertia(A):
+    """(negative pivots, null pivots) of the symmetric matrix A: MUMPS LDL^T (INFOG(12), INFOG(28)).
+    One extra factorisation: for profiling."""
+    B = A.copy()
+    B.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+    ksp = PETSc.KSP().create(B.comm)
+    ksp.setOperators(B)
+    ksp.setType("preonly")
+    pc = ksp.getPC()
+    pc.setType("cholesky")
+    pc.setFactorSolverType("mumps")
+    pc.setFactorSetUpSolverType()
+    F = pc.getFactorMatrix()
+    F.setMumpsIcntl(24, 1)
+    pc.setUp()
+    out = (F.getMumpsInfog(12), F.getMumpsInfog(28))
+    ksp.destroy()
+    B.destroy()
+    return out
+
+
+def _set_projection(system, flag: bool, material: bool = True) -> bool:
     """Switch the PSD projection of the contact Hessian: system.set_hessian_projection(flag) if the
-    system has it, else system.contact.project_hessian. False when neither exists."""
+    system has it, else system.contact.project_hessian. False when neither exists.
+    material=False: the barrier Hessian only (where the system distinguishes them)."""
     fn = getattr(system, "set_hessian_projection", None)
     if fn is not None:
-        fn(flag)
+        if material:
+            fn(flag)
+        else:
+            try:
+                fn(flag, material=False)
+            except TypeError:
+                fn(flag)
         return True
     c = getattr(system, "contact", None)
     if c is not None and hasattr(c, "project_hessian"):
@@ -133,23 +187,51 @@ def _bcast(comm, x):
 
 
 def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int = 30, ksp=None,
-             log=None) -> NewtonResult:
+             log=None, linear: str = "lu", indefinite: str = "project", ccd_fraction: float = 0.9) -> NewtonResult:
     """Minimise system's energy over u (a dolfinx Function, updated in place).
 
     system.assemble(u_array) -> (b, A); system.energy(u_array) -> float (inf if inadmissible);
     system.max_step(u_array, du_array) -> float in (0, 1] (optional: 1.0 when absent).
-    ksp: a PETSc KSP; default MUMPS LU, created once and cached as ``system._ksp``."""
+    ksp: a PETSc KSP; default MUMPS LU, created once and cached as ``system._ksp``.
+
+    Prototype options (issue 13):
+    linear: "lu" (MUMPS LU) or "ldlt" (MUMPS LDL^T on the symmetric tangent, inertia for free);
+    indefinite: what to do where the tangent gives no descent direction (or, for "shift", is
+      indefinite at all): "project_barrier" (project the barrier Hessian alone first, then both as
+      "project"), "project" (re-assemble with the PSD-projected barrier Hessian and material
+      tangent), "shift" (whenever the LDL^T factorisation has negative pivots: A + tau diag|A|, tau
+      raised x10 until positive definite and remembered, Nocedal & Wright Alg. 3.3), "shift_nd"
+      (the same, only where the exact direction is not a descent direction);
+    ccd_fraction: the first trial step is ccd_fraction x the CCD bound when that is below 1."""
+    if indefinite.startswith("shift"):
+        linear = "ldlt"
     t_start = time.perf_counter()
     V = u.function_space
     comm = V.mesh.comm
     if ksp is None:  # one KSP per system, kept: MUMPS reuses its analysis while the pattern holds
-        ksp = getattr(system, "_ksp", None)
+        attr = "_ksp" if linear == "lu" else "_ksp_ldlt"
+        ksp = getattr(system, attr, None)
         if ksp is None:
-            ksp = default_ksp(comm)
+            ksp = default_ksp(comm) if linear == "lu" else ldlt_ksp(comm)
             try:
-                system._ksp = ksp
+                setattr(system, attr, ksp)
             except AttributeError:
                 pass
+    ksp_shift = None
+    if indefinite.startswith("shift"):
+        ksp_shift = getattr(system, "_ksp_shift", None)
+        if ksp_shift is None:
+            ksp_shift = ldlt_ksp(comm)
+            try:
+                system._ksp_shift = ksp_shift
+            except AttributeError:
+                pass
+    tau = getattr(system, "_newton_tau", 0.0)  # the last shift that made the tangent definite
+    shift_kind = "mass" if indefinite.endswith("_mass") else "diag"
+    tau_min = 1e-6
+    if shift_kind == "mass":
+        indefinite = indefinite[: -len("_mass")]
+        tau_min = getattr(system, "shift_tau_min", 1e-6)
     du = fem.Function(V)
     history, alphas = [], []
     n_projected = 0
@@ -158,16 +240,40 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
     r0 = None
     e0 = None
 
+    records = []
+    tm = {"solve": 0.0, "assemble": 0.0, "linesearch": 0.0, "ccd": 0.0, "energy_calls": 0, "assemble_calls": 0,
+          "solves": 0}
+
     def done(ok, it, reason):
         return NewtonResult(ok, it, reason, history, e0 if e0 is not None else math.nan, alphas,
-                            time.perf_counter() - t_start, n_projected, n_residual_steps)
+                            time.perf_counter() - t_start, n_projected, n_residual_steps, records, tm)
+
+    def _assemble(x):
+        t = time.perf_counter()
+        try:
+            return system.assemble(x)
+        finally:
+            tm["assemble"] += time.perf_counter() - t
+            tm["assemble_calls"] += 1
+
+    def _energy(x):
+        tm["energy_calls"] += 1
+        return system.energy(x)
+
+    def _dir(*args):
+        t = time.perf_counter()
+        try:
+            return _direction(*args)
+        finally:
+            tm["solve"] += time.perf_counter() - t
+            tm["solves"] += 1
 
     def say(msg):
         if log is not None:
             log(msg)
 
     try:
-        b, A = system.assemble(u.x.array)
+        b, A = _assemble(u.x.array)
     except Exception as exc:  # noqa: BLE001 - a failed assembly is a failed solve
         return done(False, 0, f"assembly failed: {exc}")
     rnorm = b.norm()
@@ -183,21 +289,98 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
         if it == max_it:
             return done(False, it, f"no convergence in {max_it} iterations (|r| = {rnorm:.3e}, |r0| = {r0:.3e})")
         # --- direction
-        ok, msg = _direction(ksp, A, b, du, lambda m: say(f"  newton {it}: {m}"))
+        rec = {"it": it, "r": rnorm, "projected": False, "sd": False, "residual_step": False}
+        records.append(rec)
+        if _INERTIA_DEBUG:
+            rec["neg"] = inertia(A)[0]
+        if linear == "ldlt":
+            A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+        ok, msg = _dir(ksp, A, b, du, lambda m: say(f"  newton {it}: {m}"))
         if not ok:
             return done(False, it, msg)
         slope = b.dot(du.x.petsc_vec)  # b·δ
         dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
         if not (math.isfinite(slope) and math.isfinite(dnorm)):
             return done(False, it, "non-finite Newton direction (singular tangent?)")
+        neg = _negative_pivots(ksp)
+        rec["neg_exact"] = neg
+        if ksp_shift is not None and (neg > 0 if indefinite == "shift" else slope >= 0):
+            # Hessian modification: A + tau diag|A| with the smallest tau (x10 steps) that makes it
+            # positive definite, starting from a quarter of the last one (Nocedal & Wright, Alg. 3.3)
+            Msh = system.shift_matrix() if shift_kind == "mass" and hasattr(system, "shift_matrix") else None
+            if Msh is None:
+                dA = A.getDiagonal()
+                dA.abs()
+            t = max(tau_min, tau / 4.0)
+            ok_shift = False
+            for _ in range(12):
+                As = A.copy()
+                if Msh is not None:
+                    As.axpy(t, Msh, structure=PETSc.Mat.Structure.SUBSET_NONZERO_PATTERN)
+                else:
+                    dv = dA.copy()
+                    dv.scale(t)
+                    As.setDiagonal(dv, addv=PETSc.InsertMode.ADD_VALUES)
+                    dv.destroy()
+                As.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+                ok, msg = _dir(ksp_shift, As, b, du, lambda m: say(f"  newton {it}: {m}"))
+                ns = _negative_pivots(ksp_shift)
+                As.destroy()
+                if ok and ns == 0:
+                    ok_shift = True
+                    break
+                t *= 10.0
+            rec["shift"] = t if ok_shift else -1.0
+            if ok_shift:
+                tau = t
+                system._newton_tau = tau
+                slope = b.dot(du.x.petsc_vec)
+                dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+                say(f"  newton {it}: {neg} negative pivots; shift tau = {t:.1e}")
+            else:
+                ok, msg = _dir(ksp, A, b, du, lambda m: say(f"  newton {it}: {m}"))
+                slope = b.dot(du.x.petsc_vec)
+                dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+        elif ksp_shift is not None and neg == 0:
+            tau = tau / 4.0
+            system._newton_tau = tau
+        if slope > 0 and indefinite == "reverse":
+            # the exact direction is an ascent direction (b·d > 0) because the tangent is indefinite:
+            # then d^T A d = -b·d < 0, so -d descends to first AND second order (a direction of negative
+            # curvature, dominated by the unstable modes): take it, no re-assembly, no refactorisation
+            du.x.petsc_vec.scale(-1.0)
+            du.x.scatter_forward()
+            slope = -slope
+            rec["reversed"] = True
+            say(f"  newton {it}: not a descent direction; reversed (negative curvature) direction")
+        if slope >= 0 and indefinite == "project_barrier" and _set_projection(system, True, material=False):
+            # the barrier Hessian (ipctk's exact one is indefinite: point-point and point-edge terms)
+            # is where the negative curvature comes from in the RVE; project it alone first
+            say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); projected barrier Hessian")
+            try:
+                b, A = _assemble(u.x.array)
+            finally:
+                _set_projection(system, False)
+            rec["projected"] = "barrier"
+            n_projected += 1
+            if linear == "ldlt":
+                A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+            ok, msg = _dir(ksp, A, b, du, lambda m: say(f"  newton {it}: {m}"))
+            if not ok:
+                return done(False, it, msg)
+            slope = b.dot(du.x.petsc_vec)
+            dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
         if slope >= 0 and _set_projection(system, True):
             # indefinite tangent: re-assemble with the PSD-projected Hessian (contact and material) for this step
             say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); projected Hessian")
             try:
-                b, A = system.assemble(u.x.array)
+                b, A = _assemble(u.x.array)
             finally:
                 _set_projection(system, False)
-            ok, msg = _direction(ksp, A, b, du, lambda m: say(f"  newton {it}: {m}"))
+            rec["projected"] = "both" if not rec["projected"] else "barrier+both"
+            if linear == "ldlt":
+                A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+            ok, msg = _dir(ksp, A, b, du, lambda m: say(f"  newton {it}: {m}"))
             if not ok:
                 return done(False, it, msg)
             slope = b.dot(du.x.petsc_vec)
@@ -210,22 +393,27 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
             du.x.scatter_forward()
             slope = -b.dot(b)
             dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+            rec["sd"] = True
         # --- line search
+        t_ls = time.perf_counter()
         u0 = u.x.array.copy()
         d = du.x.array.copy()
         if e0 is None:
-            e0 = _bcast(comm, float(system.energy(u0)))
+            e0 = _bcast(comm, float(_energy(u0)))
             if not math.isfinite(e0):
                 return done(False, it, "inadmissible starting point (energy not finite)")
+        t_c = time.perf_counter()
         amax = _bcast(comm, float(system.max_step(u0, d))) if hasattr(system, "max_step") else 1.0
+        tm["ccd"] += time.perf_counter() - t_c
         if not (amax > 0):
             return done(False, it, "continuous collision detection allows no step")
-        alpha = 1.0 if amax >= 1.0 else 0.9 * amax
+        alpha = 1.0 if amax >= 1.0 else ccd_fraction * amax
         accepted = False
         res = None
+        halvings = 0
         for _ in range(MAX_HALVINGS):
             ut = u0 + alpha * d
-            e1 = _bcast(comm, float(system.energy(ut)))
+            e1 = _bcast(comm, float(_energy(ut)))
             if math.isfinite(e1):
                 tol_e = ROUNDOFF * max(abs(e0), abs(e1))
                 if e1 <= e0 + ARMIJO_C * alpha * slope + tol_e:
@@ -234,27 +422,29 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
                 if abs(e1 - e0) <= 1e3 * tol_e:  # energy change at round-off: judge by the residual
                     u.x.array[:] = ut
                     u.x.scatter_forward()
-                    bt, At = system.assemble(u.x.array)
+                    bt, At = _assemble(u.x.array)
                     rt = bt.norm()
                     if rt < rnorm:
                         accepted, res = True, (bt, At, rt)
                         break
             alpha *= 0.5
+            halvings += 1
         if not accepted:
             # fallback (an energy only approximately consistent with the residual, e.g. a creep
             # update, or round-off): backtrack on the residual norm instead, within the CCD cap
-            alpha = 1.0 if amax >= 1.0 else 0.9 * amax
+            alpha = 1.0 if amax >= 1.0 else ccd_fraction * amax
             for _ in range(RESIDUAL_HALVINGS):
                 ut = u0 + alpha * d
-                e1 = _bcast(comm, float(system.energy(ut)))
+                e1 = _bcast(comm, float(_energy(ut)))
                 if math.isfinite(e1):
                     u.x.array[:] = ut
                     u.x.scatter_forward()
-                    bt, At = system.assemble(u.x.array)
+                    bt, At = _assemble(u.x.array)
                     rt = bt.norm()
                     if rt <= (1.0 - ARMIJO_C * alpha) * rnorm:
                         accepted, res = True, (bt, At, rt)
                         n_residual_steps += 1
+                        rec["residual_step"] = True
                         say(f"  newton {it}: energy line search failed; residual step alpha = {alpha:.3g}")
                         break
                 alpha *= 0.5
@@ -264,6 +454,9 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
             return done(False, it, f"line search failed (|r| = {rnorm:.3e}, alpha_max = {amax:.3g})")
         u.x.array[:] = ut
         u.x.scatter_forward()
+        rec.update(alpha=alpha, amax=amax, halvings=halvings, dE=e1 - e0, slope=slope,
+                   kind=("full" if alpha >= 1.0 else ("ccd" if amax < 1.0 and halvings == 0 else "armijo")))
+        tm["linesearch"] += time.perf_counter() - t_ls
         e0 = e1
         alphas.append(alpha)
         step = alpha * dnorm
@@ -272,7 +465,7 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
             b, A, rnorm = res
         else:
             try:
-                b, A = system.assemble(u.x.array)
+                b, A = _assemble(u.x.array)
             except Exception as exc:  # noqa: BLE001
                 return done(False, it + 1, f"assembly failed: {exc}")
             rnorm = b.norm()

@@ -48,6 +48,7 @@ class StepInfo:
     iterations: int
     reason: str = ""
     history: tuple = ()
+    newton: object = None  # the NewtonResult (per-iteration records, time split), for profiling
 
 
 def psd_project(D):
@@ -255,14 +256,26 @@ class Mechanics:
         self.timers["assembly"] += time.perf_counter() - t0
         return b, A
 
-    def set_hessian_projection(self, flag: bool):
+    def set_hessian_projection(self, flag: bool, material: bool = True):
         """Newton's switch for the PSD projection of the Hessian where the exact one gave no descent
         direction: the barrier Hessian (always projected when `contact.project_hessian` is set) and
         the material tangent, point by point (Hencky elasticity is not convex at large strains, e.g.
         Se squeezed into a closing pore)."""
-        self.project_tangent = bool(flag)
+        self.project_tangent = bool(flag) and material
         if self.contact is not None:
             self.contact.project_hessian = bool(flag) or self.cfg.contact.project_hessian
+
+    def shift_matrix(self):
+        """The mass matrix (identity rows on Dirichlet DoFs are zeroed: diagonal 0 there), assembled once:
+        Newton's Levenberg-Marquardt shift tau M where the tangent is indefinite (a proximal term
+        anchored at the current iterate)."""
+        if getattr(self, "_M", None) is None:
+            v, du = ufl.TestFunction(self.V), ufl.TrialFunction(self.V)
+            dx = ufl.dx(metadata={"quadrature_degree": 2 * self.deg})
+            M = fp.assemble_matrix(fem.form(ufl.inner(du, v) * dx), bcs=self.bcs, diag=0.0)
+            M.assemble()
+            self._M = M
+        return self._M
 
     def max_step(self, u_array, du_array) -> float:
         if self.contact is None:
@@ -374,21 +387,73 @@ class Stepper:
         self.recent_dt: list[float] = []  # accepted steps of the current protocol step (stall check)
         self.seg_index = 0
         self.du_prev, self.dt_prev = None, 1.0
+        # profiling (CREEP_CATHODE_PROFILE): one record per accepted step, read by the on_step callback
+        self.profile = False
+        self.record = None
+        self.snapshot_dir = None  # CREEP_CATHODE_SNAPSHOTS: state before each step, for scripts/replay_step.py
+        self._pred = {"used": False, "alpha": 0.0}
+
+    # ---------------------------------------------------------------- profiling
+    def _solve_logged(self, phase):
+        info = self.solve()
+        if self.profile and self.record is not None:
+            r = info.newton
+            self.record["solves"].append({
+                "phase": phase, "its": info.iterations, "converged": info.converged, "reason": info.reason,
+                "records": r.records if r is not None else [], "timers": r.timers if r is not None else {}})
+        return info
+
+    def _snapshot(self, u_old, t_new, theta, dt):
+        """Serial only: the state at the start of step `steps + 1` (u_old, u_n, internal variables, predictor)."""
+        from pathlib import Path
+
+        mech = self.mech
+        np.savez(Path(self.snapshot_dir) / f"step{self.steps + 1:05d}.npz", u=u_old, u_n=mech.u_n.x.array,
+                 Cp_inv=mech.Cp_inv, eps_cr=mech.eps_cr, t=self.t, t_new=t_new, theta=theta, dt=dt,
+                 du_prev=self.du_prev if self.du_prev is not None else np.zeros(0), dt_prev=self.dt_prev)
+
+    def _contact_state(self, u):
+        c = self.mech.contact
+        if c is None:
+            return {"collisions": 0, "active": set(), "min_gap_rel": math.inf}
+        g = c.gaps(u, radius=c.dhat)
+        act = set(np.flatnonzero(g["dist"] < c.dhat).tolist())
+        md = float(g["dist"].min()) if len(g["dist"]) else math.inf
+        return {"collisions": c.num_active(u), "active": act, "min_gap_rel": md / c.dhat}
+
+    def _timer_snapshot(self):
+        out = dict(self.mech.timers)
+        c = self.mech.contact
+        if c is not None:
+            for k, v in c.stats.items():
+                out["contact_" + k] = v
+        out["wall"] = time.perf_counter()
+        return out
 
     def _predict(self, u_old, dt):
         """Linear extrapolation of the last increment, capped by collision detection; kept only
         when its incremental energy is finite (no inverted element)."""
+        self._pred = {"used": False, "alpha": 0.0}
+        mech = self.mech
+        anchored = self.cfg.contact.proximal_anchor == "predicted"
+        if anchored:
+            mech.u_n.x.array[:] = u_old  # (again, after a rejected attempt)
         if self.du_prev is None or not self.cfg.solver.predictor:
             return
-        mech = self.mech
         d = self.du_prev * (dt / self.dt_prev)
+        if anchored:
+            # proximal term anchored at the full extrapolation (not capped by CCD: it is only a
+            # quadratic): it then resists only the deviation from the last step's trend, not the trend
+            mech.u_n.x.array[:] = u_old + d
         a = mech.max_step(u_old, d)
         a = 1.0 if a >= 1.0 else 0.9 * a
+        self._pred["alpha"] = a
         if a <= 0:
             return
         trial = u_old + a * d
         if math.isfinite(mech.energy(trial)):
             mech.u.x.array[:] = trial
+            self._pred["used"] = True
         else:
             mech.u.x.array[:] = u_old
 
@@ -417,7 +482,7 @@ class Stepper:
             u_conv, anchor = mech.u.x.array.copy(), mech.u_n.x.array.copy()
             mech.u_n.x.array[:] = u_conv
             mech._cache = None
-            info = self.solve()
+            info = self._solve_logged("proximal")
             its += info.iterations
             if not info.converged:  # keep the last converged state
                 mech.u.x.array[:] = u_conv
@@ -426,6 +491,20 @@ class Stepper:
             ratio = mech.proximal_ratio(mech.u.x.array)
         mech.last_proximal_ratio = ratio
         return its
+
+    def _finish_record(self, seg, dt, theta, info, dmax, ratio0):
+        rec = self.record
+        cs = self._contact_state(self.mech.u.x.array)
+        t1 = self._timer_snapshot()
+        t0 = rec.pop("timers0")
+        a0 = rec.pop("_active0")
+        rec.update(done=True, cycle=seg.cycle, kind=seg.step.kind, t=self.t + dt, theta=theta, dt=dt,
+                   pred=dict(self._pred), dmax=dmax, prox_ratio_before=ratio0,
+                   prox_ratio_after=self.mech.last_proximal_ratio,
+                   contacts_end=cs["collisions"], active_vertices_start=len(a0), active_vertices_end=len(cs["active"]),
+                   new_vertices=len(cs["active"] - a0), lost_vertices=len(a0 - cs["active"]),
+                   min_gap_rel_end=cs["min_gap_rel"],
+                   timers={k: t1[k] - t0.get(k, 0.0) for k in t1})
 
     def run_segment(self, seg, on_end=None):
         s = self.cfg.solver
@@ -445,8 +524,17 @@ class Stepper:
             theta = seg.theta(t_new)
             mech.set_state(theta, dt)
             u_old = mech.u.x.array.copy()
+            if self.profile:
+                if self.record is None or self.record.get("done"):
+                    cs = self._contact_state(u_old)
+                    self.record = {"t0": self.t, "attempts": [], "solves": [], "timers0": self._timer_snapshot(),
+                                   "contacts_start": cs["collisions"], "_active0": cs["active"],
+                                   "min_gap_rel_start": cs["min_gap_rel"]}
+                self.record["solves"] = []
+            if self.snapshot_dir and cut == 0:
+                self._snapshot(u_old, t_new, theta, dt)
             self._predict(u_old, dt)
-            info = self.solve()
+            info = self._solve_logged("main")
             for _ in range(s.newton_continuations):
                 # an iteration limit is not a divergence: the minimiser only ever lowers the energy,
                 # so go on from where it stopped (same dt) before cutting the step
@@ -455,7 +543,7 @@ class Stepper:
                 self.newton_total += info.iterations
                 if s.log_newton:
                     self.log(f"  continuing the minimisation (dt = {dt:.3g} s): {info.reason}")
-                info = self.solve()
+                info = self._solve_logged("continuation")
             self.newton_total += info.iterations
             ok = info.converged
             dmax = mech.max_creep_increment() if ok else 0.0
@@ -464,6 +552,10 @@ class Stepper:
                 ok, reason = False, f"creep increment {dmax:.3g} > max_creep_increment"
             if not ok:
                 mech.u.x.array[:] = u_old
+                if self.profile:
+                    self.record["attempts"].append({"dt": dt, "reason": reason, "pred": dict(self._pred),
+                                                    "its": sum(x["its"] for x in self.record["solves"]),
+                                                    "solves": self.record["solves"]})
                 self.rejected["creep_increment" if info.converged else "newton"] += 1
                 if s.log_newton:
                     self.log(f"  step rejected (dt = {dt:.3g} s): {reason}")
@@ -476,7 +568,10 @@ class Stepper:
                     fac = min(0.5, 0.8 * s.max_creep_increment / dmax)
                 self.dt = max(dt * fac, s.dt_min)
                 continue
+            ratio0 = mech.proximal_ratio(mech.u.x.array) if self.profile else 0.0
             self.newton_total += self._relax_proximal()
+            if self.profile:
+                self._finish_record(seg, dt, theta, info, dmax, ratio0)
             self.du_prev, self.dt_prev = mech.u.x.array - u_old, dt
             self._check_stall(seg, dt)
             mech.commit()

@@ -108,6 +108,7 @@ class Simulation:
                                       dhat=dhat, kappa=cfg.contact.stiffness * mech.E_min / mech.S0,
                                       comm=self.comm, bcs=mech.bcs)
         mech.contact = self.contact
+        self.contact.project_vv = cfg.contact.project_vv
         mech.set_hessian_projection(False)
         self.k_prox = cfg.contact.proximal / r_mean**2
 
@@ -115,8 +116,9 @@ class Simulation:
     def _solve(self) -> StepInfo:
         s = self.cfg.solver
         r = self._minimise(self.mech, self.mech.u, atol=s.atol, rtol=s.rtol, dx_tol=1e-10 * max(self.mech.W, 1),
-                           max_it=s.max_iterations, log=_log if s.log_newton and self.rank0 else None)
-        return StepInfo(r.converged, r.iterations, r.reason, tuple(r.history))
+                           max_it=s.max_iterations, log=_log if s.log_newton and self.rank0 else None,
+                           linear=s.linear_solver, indefinite=s.indefinite, ccd_fraction=s.ccd_fraction)
+        return StepInfo(r.converged, r.iterations, r.reason, tuple(r.history), r)
 
     def _row(self, seg, info) -> dict:
         mech = self.mech
@@ -157,6 +159,12 @@ class Simulation:
 
     def _on_step(self, seg, info):
         _maybe_inject_failure(self.comm.rank, self.stepper.steps)
+        if self.stepper.profile and self.stepper.record is not None and self.rank0:
+            import json
+
+            rec = dict(self.stepper.record, step=self.stepper.steps)
+            with open(self.outdir / "profile.jsonl", "a") as f:
+                f.write(json.dumps(rec, default=float) + "\n")
         row = self._row(seg, info)
         self.last_row = row
         if self.rank0:
@@ -188,6 +196,11 @@ class Simulation:
     def run(self, resume: bool = False) -> dict:
         cfg = self.cfg
         self.stepper = st = Stepper(cfg, self.mech, self._solve, self._on_step)
+        st.profile = bool(os.environ.get("CREEP_CATHODE_PROFILE"))  # per-step Newton profile -> profile.jsonl
+        snap = os.environ.get("CREEP_CATHODE_SNAPSHOTS")  # serial: state before every step -> DIR/stepNNNNN.npz
+        if snap:
+            Path(snap).mkdir(parents=True, exist_ok=True)
+            st.snapshot_dir = snap
         total = st.segments[-1].t1 if st.segments else 0.0
         self.progress = Progress(cfg.output.progress and self.rank0, total, cfg.cycling.cycles)
         self.cycle_rows, self.last_row = [], None
