@@ -39,6 +39,8 @@ def main(argv):
     st = Stepper(cfg, mech, sim._solve, lambda *a: None)
     st.profile = True
     tot = 0
+    if os.environ.get("KINKS"):
+        mech.on_iterate = _kink_tracker(mech)
     for k in steps:
         z = np.load(f"{snapdir}/step{k:05d}.npz")
         mech.Cp_inv[:] = z["Cp_inv"]
@@ -70,10 +72,15 @@ def main(argv):
             print(f"  end of main solve: |r| = {b.norm():.3e}, negative pivots {_in(A)[0]}, "
                   f"|A - A^T|/|A| = {At.norm() / A.norm():.2e}", flush=True)
             At.destroy()
+        if os.environ.get("PROXFORCE"):
+            _prox_force(mech)
         prox = 0
         if info.converged:
             prox = st._relax_proximal()
         wall = time.perf_counter() - t0
+        if os.environ.get("PROXFORCE"):
+            print("  after the proximal relaxations:", end="")
+            _prox_force(mech)
         kinds = {}
         for s in st.record["solves"]:
             for r in s["records"]:
@@ -85,7 +92,8 @@ def main(argv):
             for s in st.record["solves"]:
                 print(f"  {s['phase']} ({s['its']} its, {s['reason']}):")
                 for r in s["records"]:
-                    print(f"    {r['it']:2d} |r| {r['r']:.3e} neg {r.get('neg', '-')} proj {int(r['projected'])} "
+                    print(f"    {r['it']:2d} |r| {r['r']:.3e} neg {r.get('neg', '-')} proj {r['projected']} "
+                          f"{r.get('kinks', '')} "
                           f"alpha {r.get('alpha', float('nan')):.3g} ccd {r.get('amax', float('nan')):.3g} "
                           f"dE {r.get('dE', float('nan')):.3e}")
         if os.environ.get("BODIES"):
@@ -120,6 +128,66 @@ def inertia(A):
     ksp.destroy()
     B.destroy()
     return neg, nzero
+
+
+def _prox_force(mech):
+    """At the current u: the proximal force k M (u - u_n) (= the residual of the problem without the
+    proximal term) against the internal (material) force and the barrier force, in the 2-norm over
+    free DoFs, and its share on each body."""
+    import dolfinx.fem.petsc as fp
+    import ufl
+    from dolfinx import fem
+
+    v = ufl.TestFunction(mech.V)
+    dx = ufl.dx(metadata={"quadrature_degree": mech.q})
+    fprox = fp.assemble_vector(fem.form(mech.k_prox * ufl.inner(mech.u - mech.u_n, v) * dx))
+    mech.assemble(mech.u.x.array)  # P at u
+    fint = fp.assemble_vector(fem.form(ufl.inner(mech.P, ufl.grad(v)) * dx))
+    bc = mech.bc_owned_local
+    fprox.array[bc] = 0
+    fint.array[bc] = 0
+    g = np.zeros_like(fint.array)
+    c = mech.contact
+    gc = c.gradient(mech.u.x.array)
+    g[c._own_ldofs] = gc[c._own_cdofs]
+    n = lambda a: float(np.linalg.norm(a))
+    print(f"  |f_prox| = {n(fprox.array):.3e}, |f_int| = {n(fint.array):.3e}, |f_contact| = {n(g):.3e}, "
+          f"ratio prox/int = {n(fprox.array) / n(fint.array):.3e}, |f_prox|_inf = {np.abs(fprox.array).max():.3e}, "
+          f"|f_int|_inf = {np.abs(fint.array).max():.3e}; proximal energy ratio {mech.proximal_ratio(mech.u.x.array):.2e}",
+          flush=True)
+
+
+def _kink_tracker(mech):
+    """on_iterate hook: how the set of active collisions changes between Newton iterates: collisions
+    that appear / disappear, and vertices whose closest feature switched between a vertex (a kink of the
+    other polyline, VV) and an edge (EV) or between edges."""
+    c = mech.contact
+    prev = {}
+
+    def sig(u):
+        x, col = c._state(u)
+        d = {}
+        for k in col.vv_collisions:
+            a, b = k.vertex0_id, k.vertex1_id
+            d.setdefault(a, set()).add(("v", b))
+            d.setdefault(b, set()).add(("v", a))
+        for k in col.ev_collisions:
+            d.setdefault(k.vertex_id, set()).add(("e", k.edge_id))
+        return d
+
+    def cb(u):
+        s = sig(u)
+        out = {}
+        if prev:
+            p = prev["s"]
+            new = len(set(s) - set(p))
+            gone = len(set(p) - set(s))
+            switched = sum(1 for v in set(s) & set(p) if s[v] != p[v])
+            out = {"kinks": f"new {new} gone {gone} switched {switched} nvv {sum(1 for v in s.values() if any(t == 'v' for t, _ in v))}"}
+        prev["s"] = s
+        return out
+
+    return cb
 
 
 def _blk_body(mech):

@@ -246,7 +246,7 @@ class Solver(_Strict):
     log_newton: bool = Field(False, description="print every Newton iteration (debugging)")
     linear_solver: Literal["lu", "ldlt"] = Field("lu", description="MUMPS LU, or LDL^T of the symmetric tangent "
                                                                 "(prototype, issue 13)")
-    indefinite: Literal["project", "project_barrier", "reverse", "shift", "shift_nd", "shift_mass", "shift_nd_mass"] = Field(
+    indefinite: Literal["project", "project_barrier", "project_vv", "reverse", "reverse_ldlt", "shift", "shift_nd", "shift_mass", "shift_nd_mass"] = Field(
         "project", description="Newton where the tangent is indefinite: PSD projection of barrier and material "
                                "tangent on non-descent, or an inertia-controlled diagonal shift (prototype, issue 13)")
     ccd_fraction: float = Field(0.9, gt=0, le=1, description="first trial step = this x the CCD bound when below 1")

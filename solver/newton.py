@@ -161,6 +161,15 @@ def inertia(A):
     return out
 
 
+def _unstable(system, ksp, A, b, du, linear) -> bool:
+    """Whether the tangent A at the current iterate has negative pivots (LDL^T; factorises A)."""
+    if linear != "ldlt":
+        return False
+    A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+    ok, _ = _direction(ksp, A, b, du, lambda m: None)
+    return ok and _negative_pivots(ksp) > 0
+
+
 def _set_projection(system, flag: bool, material: bool = True) -> bool:
     """Switch the PSD projection of the contact Hessian: system.set_hessian_projection(flag) if the
     system has it, else system.contact.project_hessian. False when neither exists.
@@ -203,7 +212,7 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
       raised x10 until positive definite and remembered, Nocedal & Wright Alg. 3.3), "shift_nd"
       (the same, only where the exact direction is not a descent direction);
     ccd_fraction: the first trial step is ccd_fraction x the CCD bound when that is below 1."""
-    if indefinite.startswith("shift"):
+    if indefinite.startswith("shift") or indefinite == "reverse_ldlt":
         linear = "ldlt"
     t_start = time.perf_counter()
     V = u.function_space
@@ -284,8 +293,13 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
         if not math.isfinite(rnorm):
             return done(False, it, "non-finite residual")
         if rnorm <= max(atol, rtol * r0):
-            say(f"  newton {it}: |r| = {rnorm:.3e} converged")
-            return done(True, it, "residual")
+            if indefinite == "reverse_ldlt" and _unstable(system, ksp, A, b, du, linear):
+                # a saddle (the LDL^T of the tangent has negative pivots): not a minimum; escape it
+                say(f"  newton {it}: |r| = {rnorm:.3e} at a saddle; escaping")
+                rec_escape = True
+            else:
+                say(f"  newton {it}: |r| = {rnorm:.3e} converged")
+                return done(True, it, "residual")
         if it == max_it:
             return done(False, it, f"no convergence in {max_it} iterations (|r| = {rnorm:.3e}, |r0| = {r0:.3e})")
         # --- direction
@@ -344,7 +358,11 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
         elif ksp_shift is not None and neg == 0:
             tau = tau / 4.0
             system._newton_tau = tau
-        if slope > 0 and indefinite == "reverse":
+        if indefinite == "reverse_ldlt" and slope < 0 and neg > 0 and rnorm <= 1e-3 * r0:
+            # near a stationary point with an indefinite tangent the Newton direction heads for a saddle:
+            # project the barrier Hessian for this iteration instead
+            slope = 1.0
+        if slope > 0 and indefinite in ("reverse", "reverse_ldlt") and not (indefinite == "reverse_ldlt" and neg > 0 and rnorm <= 1e-3 * r0):
             # the exact direction is an ascent direction (b·d > 0) because the tangent is indefinite:
             # then d^T A d = -b·d < 0, so -d descends to first AND second order (a direction of negative
             # curvature, dominated by the unstable modes): take it, no re-assembly, no refactorisation
@@ -353,7 +371,27 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
             slope = -slope
             rec["reversed"] = True
             say(f"  newton {it}: not a descent direction; reversed (negative curvature) direction")
-        if slope >= 0 and indefinite == "project_barrier" and _set_projection(system, True, material=False):
+        c_ = getattr(system, "contact", None)
+        if slope >= 0 and indefinite == "project_vv" and c_ is not None and hasattr(c_, "project_vv"):
+            # vertex-vertex barrier terms (negative tangential curvature -force/distance) projected,
+            # vertex-edge terms and the material tangent exact
+            say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); projected vertex-vertex Hessians")
+            keep = c_.project_vv
+            c_.project_vv = True
+            try:
+                b, A = _assemble(u.x.array)
+            finally:
+                c_.project_vv = keep
+            rec["projected"] = "vv"
+            n_projected += 1
+            if linear == "ldlt":
+                A.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+            ok, msg = _dir(ksp, A, b, du, lambda m: say(f"  newton {it}: {m}"))
+            if not ok:
+                return done(False, it, msg)
+            slope = b.dot(du.x.petsc_vec)
+            dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+        if slope >= 0 and indefinite in ("project_barrier", "project_vv", "reverse_ldlt") and _set_projection(system, True, material=False):
             # the barrier Hessian (ipctk's exact one is indefinite: point-point and point-edge terms)
             # is where the negative curvature comes from in the RVE; project it alone first
             say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); projected barrier Hessian")
@@ -457,6 +495,9 @@ def minimise(system, u, *, atol: float, rtol: float, dx_tol: float, max_it: int 
         rec.update(alpha=alpha, amax=amax, halvings=halvings, dE=e1 - e0, slope=slope,
                    kind=("full" if alpha >= 1.0 else ("ccd" if amax < 1.0 and halvings == 0 else "armijo")))
         tm["linesearch"] += time.perf_counter() - t_ls
+        cb = getattr(system, "on_iterate", None)  # profiling hook: extra per-iterate records
+        if cb is not None:
+            rec.update(cb(u.x.array))
         e0 = e1
         alphas.append(alpha)
         step = alpha * dnorm
