@@ -206,6 +206,12 @@ class ContactSettings(_Strict):
     proximal_anchor: Literal["last", "predicted"] = Field("last", description="anchor of the proximal term: the last "
                                                          "converged step, or the predictor's extrapolation "
                                                          "(prototype, issue 13)")
+    proximal_criterion: Literal["energy", "force"] = Field(
+        "energy", description="when to re-solve a step anchored at its solution: proximal energy / stored energy > "
+                              "proximal_tolerance, or proximal force / internal force (2-norms) > "
+                              "proximal_force_tolerance (prototype, issue 13)")
+    proximal_force_tolerance: float = Field(1e-2, gt=0, allow_inf_nan=False,
+                                            description="see proximal_criterion [-]")
     proximal_relaxations: int = Field(3, ge=0, le=50, description="re-solves of a step anchored at its solution "
                                                                  "while the proximal energy exceeds the tolerance")
     proximal_tolerance: float = Field(1e-3, gt=0, allow_inf_nan=False,

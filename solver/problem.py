@@ -306,6 +306,29 @@ class Mechanics:
         Ep = self.comm.allreduce(fem.assemble_scalar(self.E_prox_form), op=MPI.SUM)
         return Ep / W if W > 0 else 0.0
 
+    def proximal_force_ratio(self, u_array) -> float:
+        """|k_prox M (u - u_n)| / |internal force| (2-norms over the free DoFs): the equilibrium error
+        that the proximal term leaves in the answer (the residual of the problem without it)."""
+        if float(self.k_prox.value) == 0.0:
+            return 0.0
+        if getattr(self, "_fprox_forms", None) is None:
+            v = ufl.TestFunction(self.V)
+            dx = ufl.dx(metadata={"quadrature_degree": self.q})
+            self._fprox_forms = (fem.form(self.k_prox * ufl.inner(self.u - self.u_n, v) * dx),
+                                 fem.form(ufl.inner(self.P, ufl.grad(v)) * dx))
+        F, r = self._update(u_array, tangent=False)
+        self.P.x.array.reshape(-1, 4)[self.qdofs] = r.P.reshape(-1, 4)
+        self.P.x.scatter_forward()
+        self.u.x.array[:] = u_array
+        out = []
+        for form in self._fprox_forms:
+            vec = fp.assemble_vector(form)
+            vec.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+            vec.array[self.bc_owned_local] = 0.0
+            out.append(vec.norm())
+            vec.destroy()
+        return out[0] / out[1] if out[1] > 0 else 0.0
+
     def refresh(self):
         """Recompute stresses for metrics at the current u without touching the internal variables."""
         F, r = self._update(self.u.x.array, tangent=False)
@@ -475,9 +498,12 @@ class Stepper:
         solution, so that the regularisation of floating particles fades from the answer."""
         mech, c = self.mech, self.cfg.contact
         its = 0
-        ratio = mech.proximal_ratio(mech.u.x.array)
+        force = c.proximal_criterion == "force"
+        measure = mech.proximal_force_ratio if force else mech.proximal_ratio
+        tol = c.proximal_force_tolerance if force else c.proximal_tolerance
+        ratio = measure(mech.u.x.array)
         for _ in range(c.proximal_relaxations):
-            if ratio <= c.proximal_tolerance:
+            if ratio <= tol:
                 break
             u_conv, anchor = mech.u.x.array.copy(), mech.u_n.x.array.copy()
             mech.u_n.x.array[:] = u_conv
@@ -488,8 +514,8 @@ class Stepper:
                 mech.u.x.array[:] = u_conv
                 mech.u_n.x.array[:] = anchor
                 break
-            ratio = mech.proximal_ratio(mech.u.x.array)
-        mech.last_proximal_ratio = ratio
+            ratio = measure(mech.u.x.array)
+        mech.last_proximal_ratio = mech.proximal_ratio(mech.u.x.array) if force else ratio
         return its
 
     def _finish_record(self, seg, dt, theta, info, dmax, ratio0):
