@@ -223,14 +223,14 @@ class Mechanics:
             out["contact"] = sum(st[k] for k in ("t_hessian", "t_insert", "t_ccd", "t_energy", "t_gradient"))
         return out
 
-    def set_hessian_projection(self, flag: bool):
+    def set_hessian_projection(self, level: int):
         """Newton's switch for the PSD projection of the Hessian where the exact one gave no descent
-        direction: the barrier Hessian (always projected when `contact.project_hessian` is set) and
-        the material tangent, point by point (Hencky elasticity is not convex at large strains, e.g.
-        Se squeezed into a closing pore)."""
-        self.project_tangent = bool(flag)
+        direction: level 1 projects the barrier Hessian per collision (always projected when
+        `contact.project_hessian` is set); level 2 also the material tangent, point by point (Hencky
+        elasticity is not convex at large strains, e.g. Se squeezed into a closing pore); 0 none."""
+        self.project_tangent = level >= 2 or (level >= 1 and self.contact is None)
         if self.contact is not None:
-            self.contact.project_hessian = bool(flag) or self._project_contact_always
+            self.contact.project_hessian = level >= 1 or self._project_contact_always
 
     def max_step(self, u_array, du_array) -> float:
         """Largest collision-free fraction of the step du (1.0 without contact)."""

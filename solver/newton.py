@@ -7,8 +7,10 @@ assembles. Each iteration:
    ||b|| <= max(atol, rtol ||b_0||);
 2. solve A δ = -b (MUMPS LU by default; the solve is checked and refactorised from scratch when
    inaccurate or when A's sparsity pattern grew in place); if δ is not a descent direction
-   (b·δ >= 0), re-assemble once with the Hessian projected onto the PSD cone
-   (system.set_hessian_projection(True)), and if that fails too, use -b;
+   (b·δ >= 0), re-assemble with the contact (barrier) Hessian projected onto the PSD cone
+   (system.set_hessian_projection(1): where the negative curvature of the RVE comes from, vertices
+   pressed onto kinks of the other body's polyline), then if need be with the material tangent
+   projected too (level 2), and if that fails too, use -b;
 3. α_0 = 1, or 0.9 × the collision-free step from continuous collision detection when that is
    below 1 (``system.max_step``; ipctk already keeps 20 % of every gap);
 4. backtrack α <- α/2 until Π(u + α δ) <= Π(u) + c α b·δ + 1e-12 |Π(u)| (c = 1e-4); when the energy
@@ -72,9 +74,10 @@ class System(Protocol):
     def max_step(self, u_array, du_array) -> float:
         """Largest α in (0, 1] that keeps u + α du admissible (e.g. collision free); 1.0 if unbounded."""
 
-    def set_hessian_projection(self, flag: bool) -> None:
-        """Switch the PSD projection of the Hessian that `assemble` returns (Newton's fallback for a
-        direction that does not descend); a no-op where the Hessian needs none."""
+    def set_hessian_projection(self, level: int) -> None:
+        """The PSD projection of the Hessian that `assemble` returns (Newton's fallback for a direction
+        that does not descend): 0 exact, 1 the contact part projected, 2 everything projected; a
+        no-op where the Hessian needs none."""
 
 
 def default_ksp(comm):
@@ -222,14 +225,16 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
         dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
         if not (math.isfinite(slope) and math.isfinite(dnorm)):
             return done(False, it, "non-finite Newton direction (singular tangent?)")
-        if slope >= 0:
-            # indefinite tangent: re-assemble with the PSD-projected Hessian (contact and material) for this step
-            say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); projected Hessian")
-            system.set_hessian_projection(True)
+        for level in (1, 2):
+            if slope < 0:
+                break
+            # indefinite tangent: re-assemble with the PSD-projected contact Hessian (then material too)
+            say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); projected Hessian (level {level})")
+            system.set_hessian_projection(level)
             try:
                 b, A = system.assemble(u.x.array)
             finally:
-                system.set_hessian_projection(False)
+                system.set_hessian_projection(0)
             ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"), solver.timers)
             if not ok:
                 return done(False, it, msg)

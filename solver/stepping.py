@@ -167,18 +167,21 @@ class Stepper:
         pb.set_u(trial if math.isfinite(pb.energy(trial)) else u_old)
 
     def _solve_with_continuations(self, dt) -> StepInfo:
+        """Newton, continued from its last iterate up to newton_continuations times when it only ran
+        out of iterations; the StepInfo counts the iterations of all these solves."""
         info = self.solve()
+        its = info.iterations
         for _ in range(self.s.newton_continuations):
             # an iteration limit is not a divergence: the minimiser only ever lowers the energy,
             # so go on from where it stopped (same dt) before cutting the step
             if info.converged or not info.reason.startswith("no convergence"):
                 break
-            self.newton_total += info.iterations
             if self.s.log_newton:
                 self.log(f"  continuing the minimisation (dt = {dt:.3g} s): {info.reason}")
             info = self.solve()
-        self.newton_total += info.iterations
-        return info
+            its += info.iterations
+        self.newton_total += its
+        return StepInfo(info.converged, its, info.reason, info.history)
 
     def _check_stall(self, seg, dt: float) -> None:
         """A contact state the mechanics cannot get past shows as ever smaller steps that still

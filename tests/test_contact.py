@@ -203,9 +203,9 @@ class ElasticSystem:
     def max_step(self, x, dx) -> float:
         return 1.0 if self.contact is None else self.contact.max_step(x, dx)
 
-    def set_hessian_projection(self, flag: bool) -> None:
+    def set_hessian_projection(self, level: int) -> None:
         if self.contact is not None:
-            self.contact.project_hessian = flag
+            self.contact.project_hessian = level >= 1
 
     def reaction(self, dofs_local_owned) -> float:
         """Sum of the elastic internal forces on these (owned, local) DoFs."""
