@@ -420,6 +420,12 @@ class Solver(_Strict):
                                                                "iterations is easy: the next one grows")
     hard_iterations: Int = Field(30, ge=1, le=500, description="a step that took more Newton iterations than this "
                                                                "is hard: the next one shrinks by 0.7")
+    linear_solver: Literal["lu", "gmres_gamg", "gmres_hypre"] = Field(
+        "lu", description="linear solver of each Newton iteration: MUMPS LU (direct), or GMRES with algebraic "
+                          "multigrid (PETSc GAMG or hypre BoomerAMG; the rigid-body modes as near-null space) for "
+                          "large RVEs (README, Performance)")
+    linear_rtol: Real = Field(1e-9, gt=0, le=1e-4, description="relative residual of the iterative linear solvers "
+                                                               "(the Newton direction is checked to 1e-6)")
     log_newton: Bool = Field(False, description="print every Newton iteration (debugging)")
     predictor: Bool = Field(True, description="start each step from the extrapolated last increment")
     checkpoint_every: Int = Field(0, ge=0, le=10**9,

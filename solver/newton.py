@@ -82,12 +82,53 @@ class System(Protocol):
 
 def default_ksp(comm):
     """A PETSc KSP on `comm`: MUMPS LU, no iterations (preonly)."""
+    return make_ksp(comm, "lu")
+
+
+#: linear solvers (config solver.linear_solver): a direct one, and Krylov + algebraic multigrid
+#: (the rigid-body modes as near-null space) for large RVEs
+LINEAR_SOLVERS = ("lu", "gmres_gamg", "gmres_hypre")
+
+
+def make_ksp(comm, kind: str = "lu", rtol: float = 1e-9):
+    """A PETSc KSP on `comm`: "lu" (MUMPS, preonly), "gmres_gamg" (GMRES + PETSc's smoothed
+    aggregation AMG) or "gmres_hypre" (GMRES + BoomerAMG with nodal coarsening for 2-component
+    fields); Krylov solves stop at relative residual `rtol`. The caller attaches the near-null
+    space to the matrix (Mat.setNearNullSpace)."""
     ksp = PETSc.KSP().create(comm)
-    ksp.setType("preonly")
-    pc = ksp.getPC()
-    pc.setType("lu")
-    pc.setFactorSolverType("mumps")
     ksp.setErrorIfNotConverged(False)
+    pc = ksp.getPC()
+    if kind == "lu":
+        ksp.setType("preonly")
+        pc.setType("lu")
+        pc.setFactorSolverType("mumps")
+        return ksp
+    ksp.setType("gmres")
+    ksp.setTolerances(rtol=rtol, atol=0.0, max_it=2000)
+    ksp.setGMRESRestart(200)
+    prefix = f"cc_{kind}_{id(ksp)}_"
+    ksp.setOptionsPrefix(prefix)
+    opts = PETSc.Options()
+    if kind == "gmres_gamg":
+        pc.setType("gamg")
+        opts[f"{prefix}pc_gamg_type"] = "agg"
+        opts[f"{prefix}pc_gamg_agg_nsmooths"] = 1
+        opts[f"{prefix}pc_gamg_threshold"] = 0.02
+        opts[f"{prefix}mg_levels_ksp_type"] = "chebyshev"
+        opts[f"{prefix}mg_levels_pc_type"] = "jacobi"
+    elif kind == "gmres_hypre":
+        if not PETSc.Sys.hasExternalPackage("hypre"):
+            from .config import ConfigError
+
+            raise ConfigError("solver.linear_solver: this PETSc has no hypre (BoomerAMG); use gmres_gamg or lu")
+        pc.setType("hypre")
+        pc.setHYPREType("boomeramg")
+        opts[f"{prefix}pc_hypre_boomeramg_nodal_coarsen"] = 6
+        opts[f"{prefix}pc_hypre_boomeramg_vec_interp_variant"] = 3
+        opts[f"{prefix}pc_hypre_boomeramg_strong_threshold"] = 0.5
+    else:
+        raise ValueError(f"unknown linear solver {kind!r} (one of {', '.join(LINEAR_SOLVERS)})")
+    ksp.setFromOptions()
     return ksp
 
 
@@ -119,6 +160,9 @@ def _direction(ksp, pattern: dict, A, b, du, say, timers=None):
 
 
 def _direction_checked(ksp, pattern, A, b, du, say):
+    nns = pattern.get("near_nullspace")
+    if nns is not None:
+        A.setNearNullSpace(nns)
     key = (A.handle, A.getInfo(PETSc.Mat.InfoType.GLOBAL_SUM)["nz_used"])
     if pattern.get("key", key) != key:
         ksp.reset()
@@ -161,6 +205,7 @@ class NewtonSolver:
 
     def __init__(self, comm, *, atol: float, rtol: float, dx_tol: float, max_it: int = 30, log=None, ksp=None):
         self.comm = comm
+        self.near_nullspace = None  # PETSc NullSpace attached to every matrix (iterative solvers)
         self.atol, self.rtol, self.dx_tol, self.max_it, self.log = atol, rtol, dx_tol, max_it, log
         self.ksp = ksp if ksp is not None else default_ksp(comm)
         self._pattern: dict = {}  # (matrix handle, nonzeros) the KSP last factorised
@@ -184,6 +229,7 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
     V = u.function_space
     comm = V.mesh.comm
     ksp, pattern, log = solver.ksp, solver._pattern, solver.log
+    pattern["near_nullspace"] = solver.near_nullspace
     atol, rtol, dx_tol, max_it = solver.atol, solver.rtol, solver.dx_tol, solver.max_it
     du = fem.Function(V)
     history, alphas = [], []

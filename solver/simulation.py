@@ -114,7 +114,7 @@ class Simulation:
         from .contact.proximal import ProximalRelaxation
         from .lithiation import UniformLithiation
         from .mechanics import Mechanics
-        from .newton import NewtonSolver
+        from .newton import NewtonSolver, make_ksp
         from .protocol import parse_protocol, schedule
         from .stepping import Stepper
         from .units import Scaling
@@ -134,7 +134,10 @@ class Simulation:
         self.mech = mech = Mechanics(cfg, dom, scaling, self.comm, contact)
         s = cfg.solver
         self.newton = NewtonSolver(self.comm, atol=s.atol, rtol=s.rtol, dx_tol=1e-10 * max(mech.W, 1),
-                                   max_it=s.max_iterations, log=_log if s.log_newton and self.rank0 else None)
+                                   max_it=s.max_iterations, log=_log if s.log_newton and self.rank0 else None,
+                                   ksp=make_ksp(self.comm, s.linear_solver, s.linear_rtol))
+        if s.linear_solver != "lu":
+            self.newton.near_nullspace = mech.rigid_body_modes()
         segments = schedule(parse_protocol(cfg.cycling.protocol), cfg.cycling.cycles, cfg.cycling.initial_theta)
         self.segments = segments
         active = [p for p in mech.phases if cfg.materials[p].active]
