@@ -80,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--quick", action="store_true", help="the main case runs the short scaling protocol too")
     be.add_argument("--ranks", default="1,2", help="rank counts for the rank scaling (comma-separated)")
     be.add_argument("--mesh-scales", default="1,0.5,0.25", help="mesh_size factors for the DoF scaling")
+    en = sub.add_parser("ensemble", help="run a config over N packings (rve.seed 1..N): per-cycle mean and 95 %% "
+                                         "interval of every metric (ensemble.csv, ensemble.md, plots)")
+    with_config(en)
+    en.add_argument("-o", "--out", required=True, help="ensemble folder (one run folder per seed)")
+    en.add_argument("--seeds", type=_positive, required=True, help="number of packings")
+    en.add_argument("--first-seed", type=_positive, default=1, help="first rve.seed (default 1)")
+    en.add_argument("--jobs", type=_positive, default=1, help="local processes at a time")
     ma = sub.add_parser("materials", help="list the cited materials library (configs/materials/), or show one entry")
     ma.add_argument("name", nargs="?", help="an entry (e.g. Se): every value with its kind and citation")
     return p
@@ -198,6 +205,18 @@ def cmd_bench(args) -> int:
     return EXIT_OK
 
 
+def cmd_ensemble(args) -> int:
+    from .ensemble import run_ensemble
+
+    if _rank() != 0:
+        return EXIT_OK
+    res = run_ensemble(args.config, args.out, args.seeds, args.overrides, jobs=args.jobs, first_seed=args.first_seed)
+    md = [f for f in res["files"] if f.name == "ensemble.md"]
+    if md:
+        sys.stdout.write(md[0].read_text())
+    return res["code"]
+
+
 def cmd_materials(args) -> int:
     from .library import format_entry, format_table
 
@@ -229,7 +248,7 @@ def _dispatch(args) -> int:
     try:
         return {"check": cmd_check, "mesh": cmd_mesh, "run": cmd_run, "report": cmd_report,
                 "sweep": cmd_sweep, "collect": cmd_collect, "materials": cmd_materials,
-                "bench": cmd_bench}[args.cmd](args)
+                "bench": cmd_bench, "ensemble": cmd_ensemble}[args.cmd](args)
     except ConfigError as e:
         _say(f"error: {e}")
         return EXIT_CONFIG

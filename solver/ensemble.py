@@ -109,3 +109,120 @@ def plot_bands(summary: list[dict], folder, paper: dict | None = None) -> list[P
         plt.close(fig)
         files.append(p)
     return files
+
+
+#: the Fig. 4 quantities the ensemble table reports (fully lithiated), with display scale and unit
+TABLE = (("contact_Se_Se", 100, "%"), ("contact_MSe_Se", 100, "%"), ("contact_Se_any", 100, "%"),
+         ("vm_mean_Se_Pa", 1e-6, "MPa"), ("vm_mean_MSe_Pa", 1e-6, "MPa"),
+         ("porosity", 100, "%"), ("height_change", 100, "%"))
+
+
+def criterion(row: dict, contact_points: float = 0.03, stress_rel: float = 0.05) -> dict:
+    """Whether an ensemble row's 95 % half-widths meet the RVE criterion of issue 14: <= 3 points
+    for contact ratios, <= 5 % of the mean for mean stresses. {column: (half-width, limit, ok)}."""
+    out = {}
+    for k, v in row.items():
+        if not k.endswith("_ci95"):
+            continue
+        c = k[:-len("_ci95")]
+        m = row.get(f"{c}_mean", math.nan)
+        if c.startswith("contact_"):
+            lim = contact_points
+        elif c.startswith("vm_mean_"):
+            lim = stress_rel * abs(m)
+        else:
+            continue
+        out[c] = (v, lim, bool(math.isfinite(v) and v <= lim))
+    return out
+
+
+def table_md(summary: list[dict], paper: dict | None = None, label: str = "") -> str:
+    """A Markdown table: mean ± 95 % half-width at full lithiation of the first and last cycle (and
+    cycle 20 where reached) of the TABLE quantities present, next to the paper's numbers."""
+    from .reference import PAPER
+
+    paper = PAPER if paper is None else paper
+    lit = in_state(summary, "lithiated")
+    if not lit:
+        return "(no fully lithiated state reached)\n"
+    by = {r["cycle"]: r for r in lit}
+    cycles = sorted({min(by), max(by)} | ({20} & set(by)))
+    n = min((r.get(f"{TABLE[0][0]}_n", 0) for r in lit), default=0)
+    head = f"| quantity (fully lithiated) | " + " | ".join(f"cycle {c}" for c in cycles)
+    head += " | paper, cycle " + ", ".join(str(c) for c in cycles if c in (1, 20)) + " |\n"
+    lines = [head, "|---" * (len(cycles) + 2) + "|\n"]
+    for col, scale, unit in TABLE:
+        if f"{col}_mean" not in by[cycles[0]]:
+            continue
+        cells = []
+        for c in cycles:
+            m, h, k = by[c][f"{col}_mean"], by[c][f"{col}_ci95"], by[c][f"{col}_n"]
+            s = f"{m * scale:.1f}" if math.isfinite(m) else "—"
+            if math.isfinite(h):
+                s += f" ± {h * scale:.1f}"
+            if k != n:
+                s += f" (n={k})"
+            cells.append(s)
+        p = paper.get(col, {})
+        ref = ", ".join(f"{p[c] * scale:.1f}" for c in cycles if c in p) or "—"
+        lines.append(f"| {col} [{unit}] | " + " | ".join(cells) + f" | {ref} |\n")
+    note = f"{label}mean ± 95 % half-width (Student t) over n = {n} packings\n\n"
+    return note + "".join(lines)
+
+
+def write_summary(out, folders: list[Path]) -> dict:
+    """Read the cycles.csv of every run folder that has one, write out/ensemble.csv, ensemble.md and
+    the band plots; returns {"summary", "files", "runs"}."""
+    from .output import CSVTable
+
+    out = Path(out)
+    runs, used = [], []
+    for f in folders:
+        p = Path(f) / "cycles.csv"
+        if p.exists():
+            rows = CSVTable.read(p)
+            if rows:
+                runs.append(rows)
+                used.append(Path(f).name)
+    summary = summarise(runs)
+    files = []
+    if summary:
+        keys = list(dict.fromkeys(k for r in summary for k in r))
+        t = CSVTable(out / "ensemble.csv", [{k: r.get(k, "") for k in keys} for r in summary])
+        t.flush()
+        files.append(out / "ensemble.csv")
+        md = out / "ensemble.md"
+        md.write_text(table_md(summary) + "\nruns: " + ", ".join(used) + "\n")
+        files.append(md)
+        files += plot_bands(summary, out)
+    return {"summary": summary, "files": files, "runs": used}
+
+
+def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_seed: int = 1) -> dict:
+    """Run `config` (with `overrides`) for rve.seed = first_seed .. first_seed + seeds - 1 as a
+    sweep in `out` (one folder per seed; completed runs are reused, unfinished ones rerun), then
+    write the statistics (write_summary). Returns write_summary's dict plus "code" (the sweep's
+    exit code: 0 when every packing completed)."""
+    import argparse
+    import json as _json
+
+    from . import config as cfgmod
+    from .sweep import case_folder, load_sweep, run_sweep
+
+    cfg = cfgmod.validate(cfgmod.apply_overrides(cfgmod.load_toml(Path(config)), list(overrides)))
+    if cfg.rve.kind != "random":
+        raise cfgmod.ConfigError(f"rve.kind: an ensemble needs random packings (got {cfg.rve.kind!r}: "
+                                 "every seed would give the same RVE)")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    values = list(range(first_seed, first_seed + seeds))
+    sweep = out / "ensemble_sweep.toml"
+    sweep.write_text(f"base = {_json.dumps(str(Path(config).resolve()))}\n"
+                     f"set = {_json.dumps(list(overrides))}\n\n"
+                     f"[[axis]]\nkey = \"rve.seed\"\nvalues = {_json.dumps(values)}\n")
+    code = run_sweep(argparse.Namespace(sweep=str(sweep), out=str(out), jobs=jobs, ranks_per_case=1,
+                                        slurm=False, case=None))
+    sw = load_sweep(sweep)
+    res = write_summary(out, [case_folder(out, c) for c in sw["cases"]])
+    res["code"] = code
+    return res

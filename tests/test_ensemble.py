@@ -40,3 +40,54 @@ def test_summarise_per_cycle_and_state(tmp_path):
     assert out[1]["vm_mean_Se_Pa_ci95"] == 0.0
     files = plot_bands(out, tmp_path)
     assert [f.name for f in files] == ["ensemble_contact.png", "ensemble_stress.png"]
+
+
+def test_criterion_of_issue_14():
+    """<= 3 points for contact ratios, <= 5 % of the mean for mean stresses."""
+    from creep_cathode.ensemble import criterion
+
+    row = {"contact_Se_Se_mean": 0.6, "contact_Se_Se_ci95": 0.029, "contact_MSe_Se_mean": 0.7,
+           "contact_MSe_Se_ci95": 0.031, "vm_mean_Se_Pa_mean": 1e8, "vm_mean_Se_Pa_ci95": 4.9e6,
+           "vm_mean_MSe_Pa_mean": 1.5e8, "vm_mean_MSe_Pa_ci95": 7.6e6, "porosity_mean": 0.2, "porosity_ci95": 0.5}
+    c = criterion(row)
+    assert {k: v[2] for k, v in c.items()} == {"contact_Se_Se": True, "contact_MSe_Se": False,
+                                               "vm_mean_Se_Pa": True, "vm_mean_MSe_Pa": False}
+    assert c["vm_mean_MSe_Pa"][1] == pytest.approx(7.5e6)
+
+
+def test_ensemble_files_from_run_folders(tmp_path):
+    """write_summary reads each folder's cycles.csv (a folder without one is left out) and writes
+    ensemble.csv, ensemble.md (mean ± half-width next to the paper) and the band plots."""
+    from creep_cathode.ensemble import write_summary
+    from creep_cathode.output import CSVTable
+
+    for k, (a, b) in enumerate(((0.6, 0.80), (0.7, 0.85), (0.8, 0.90))):
+        f = tmp_path / f"00{k}_seed={k + 1}"
+        f.mkdir()
+        CSVTable(f / "cycles.csv", [
+            {"cycle": c, "state": s, "contact_Se_Se": v if s == "lithiated" else 0.0, "vm_mean_Se_Pa": 1e8}
+            for c, v in ((1, a), (20, b)) for s in ("lithiated", "delithiated")]).flush()
+    (tmp_path / "003_seed=4").mkdir()  # failed before its first cycle
+    res = write_summary(tmp_path, sorted(p for p in tmp_path.iterdir() if p.is_dir()))
+    assert res["runs"] == ["000_seed=1", "001_seed=2", "002_seed=3"]
+    rows = CSVTable.read(tmp_path / "ensemble.csv")
+    lit20 = next(r for r in rows if r["cycle"] == 20 and r["state"] == "lithiated")
+    assert lit20["contact_Se_Se_mean"] == pytest.approx(0.85)
+    assert lit20["contact_Se_Se_ci95"] == pytest.approx(4.3027 * 0.05 / math.sqrt(3), rel=1e-4)
+    md = (tmp_path / "ensemble.md").read_text()
+    assert "n = 3 packings" in md
+    # cycle 1: 70.0 ± 24.8 (4.3027 * 0.1 / sqrt 3 = 0.2484), paper 70.5 and 84.4
+    assert "| contact_Se_Se [%] | 70.0 ± 24.8 | 85.0 ± 12.4 | 70.5, 84.4 |" in md
+    assert (tmp_path / "plots" / "ensemble_contact.png").exists()
+
+
+def test_ensemble_refuses_fixed_particles(tmp_path, capsys):
+    """An ensemble over seeds of a config whose particles are placed by hand would repeat one RVE."""
+    from pathlib import Path
+
+    from creep_cathode.cli import main
+
+    cfg = Path(__file__).resolve().parent.parent / "configs" / "baseline.toml"
+    assert main(["ensemble", str(cfg), "-o", str(tmp_path / "e"), "--seeds", "2"]) == 2
+    assert "rve.kind: an ensemble needs random packings" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
