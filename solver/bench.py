@@ -32,9 +32,10 @@ from pathlib import Path
 SHORT = "Lithiate at 0.1C to 0.15"  # the scaling cases: the first 15 % of the lithiation
 
 
-def floor_solve(cfg, comm, repeats: int = 3) -> dict:
-    """Median seconds of one linear-elastic solve (assemble + LU factorisation + solve) on the
-    mesh and element degree of `cfg`, and its DoFs."""
+def floor_solve(cfg, comm, repeats: int = 3, linear_solver: str = "lu", domain_=None) -> dict:
+    """Median seconds of one linear-elastic solve (assemble + LU factorisation + solve, or with
+    `linear_solver` one of the iterative solvers of solver.linear_solver) on the mesh and element
+    degree of `cfg`, and its DoFs (and Krylov iterations). `domain_`: a domain already built."""
     import numpy as np
 
     from . import dolfinx_env  # noqa: F401
@@ -46,11 +47,11 @@ def floor_solve(cfg, comm, repeats: int = 3) -> dict:
     from . import domain
     from .boundary import BoundaryConditions
     from .contact.params import ContactParameters
-    from .newton import default_ksp
+    from .newton import make_ksp
     from .units import Scaling
 
     sc = Scaling.for_config(cfg)
-    dom = domain.build(cfg.rve, comm, sc)
+    dom = domain_ if domain_ is not None else domain.build(cfg.rve, comm, sc)
     deg = cfg.solver.element_degree
     V = fem.functionspace(dom.mesh, ("Lagrange", deg, (2,)))
     mats = cfg.used_materials()
@@ -70,25 +71,48 @@ def floor_solve(cfg, comm, repeats: int = 3) -> dict:
                   + k * ufl.inner(u, v)) * dx)
     L = fem.form(ufl.inner(fem.Constant(dom.mesh, PETSc.ScalarType((0.0, -1e-3))), v) * dx)
     bcs = BoundaryConditions(V, dom.facet_tags, cfg.boundary, sc, deg).dirichlet
-    times = []
+    times, its = [], []
+    nns = None
+    if linear_solver != "lu":  # the in-plane rigid-body modes as near-null space
+        vecs = []
+        x_ = V.tabulate_dof_coordinates()[:, :2]
+        for kk in range(3):
+            f = fem.Function(V)
+            arr = f.x.array.reshape(-1, 2)
+            if kk < 2:
+                arr[:, kk] = 1.0
+            else:
+                arr[:, 0], arr[:, 1] = -x_[:, 1], x_[:, 0]
+            vecs.append(f.x.petsc_vec.copy())
+        for i, vv in enumerate(vecs):
+            for w in vecs[:i]:
+                vv.axpy(-vv.dot(w), w)
+            vv.normalize()
+        nns = PETSc.NullSpace().create(vectors=vecs, comm=comm)
     for _ in range(repeats):
         comm.Barrier()
         t0 = time.perf_counter()
         A = fp.assemble_matrix(a, bcs=bcs)
         A.assemble()
+        if nns is not None:
+            A.setNearNullSpace(nns)
         b = fp.assemble_vector(L)
         fp.apply_lifting(b, [a], [bcs])
         b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
         fp.set_bc(b, bcs)
-        ksp = default_ksp(comm)
+        ksp = make_ksp(comm, linear_solver, cfg.solver.linear_rtol)
         ksp.setOperators(A)
         x = A.createVecRight()
         ksp.solve(b, x)
         comm.Barrier()
         times.append(time.perf_counter() - t0)
+        its.append(ksp.getIterationNumber())
+        if ksp.getConvergedReason() < 0:
+            raise RuntimeError(f"{linear_solver}: the linear solve did not converge ({ksp.getConvergedReason()})")
         for o in (ksp, A, b, x):
             o.destroy()
-    return {"floor_s": float(np.median(times)), "dofs": V.dofmap.index_map.size_global * 2}
+    return {"floor_s": float(np.median(times)), "dofs": V.dofmap.index_map.size_global * 2,
+            "iterations": int(np.median(its))}
 
 
 def run_case(config: str, overrides: list[str], outdir: Path, comm) -> dict:
