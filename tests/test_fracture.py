@@ -67,6 +67,14 @@ def test_strength_sources():
     assert s["D"] == Strength(30e6, 30e6, "config")
 
 
+def test_config_strength_is_reported_in_the_descriptors():
+    from creep_cathode.descriptors import descriptors_for_config
+
+    d = descriptors_for_config(_cfg(MATS, ["A", "B", "D"]))["phases"]
+    assert d["A"]["strength_config_Pa"] == 100e6 and d["D"]["strength_config_Pa"] == 30e6
+    assert "strength_config_Pa" not in d["B"] and d["B"]["strength_Pa"] == get_entry("Se").value("strength")
+
+
 def test_strength_config_key_is_checked():
     with pytest.raises(ConfigError, match=r"^materials\.A\.strength: "):
         _cfg({"A": {**ELASTIC, "strength": -1.0}}, ["A"])
