@@ -10,22 +10,32 @@ then reads every case folder of DIR and writes
   DIR/screening.md       the markdown table of the README
   DIR/design_map.png     the design map (in the spirit of Xiong 2024, Fig. 2a): volume change of the
                          active material against its homologous temperature T/T_m (creep propensity),
-                         one panel per framework stiffness and stack condition, each case coloured by
-                         the active boundary still in contact after the last cycle, annotated with the
-                         peak von Mises stress and the fracture risk
+                         one panel per framework stiffness (and top side), each case coloured by the
+                         active boundary in contact at full lithiation of the last cycle, annotated
+                         with its change since cycle 1, the peak von Mises stress and the fracture risk
 
 The active phase is the config's active one (configs/screening.toml calls it AM, the framework FW);
 a case's material comes from its `source` ("library <name>: ..."), its T/T_m, volume change and
 whether it creeps from summary.json's descriptors, its Norton constants from its config.toml.
 
 Quantities (per case):
-  contact retained   contact_<AM>_any at the end of the last delithiation (all particles start apart:
-                     0 at t = 0, so what is left once the material has shrunk back is what cycling built)
-  contact lithiated  contact_<AM>_any at the end of the first and of the last lithiation
+  contact            contact_<AM>_any (the active boundary touching any particle) at the end of the first
+                     and of the last lithiation, and of the last delithiation. All particles start apart
+                     (min_gap), so contact is what swelling and creep built.
   peak stress        largest von Mises stress of any phase at any step (timeseries.csv)
-  fracture risk      largest share of a phase above its strength at any step (fracture_risk_*, timeseries.csv)
+  fracture risk      fracture_risk_<AM> at the end of the last lithiation and delithiation (cycles.csv);
+                     for the framework and as `*_max`, the largest share at any step (timeseries.csv)
+  box height         height_change at the end of the last lithiation: the mean normal displacement of the top
+                     side over the box height (0 on rollers; under a top pressure the sinking of the cut faces)
+  proximal ratio     largest proximal energy / stored energy of any step (timeseries.csv): the regularisation
+                     that holds floating particles (contact.proximal) should not drive the answer; above
+                     contact.proximal_tolerance (default 1e-3) it starts to; the map flags a case
+                     above 10 x the tolerance as not in equilibrium
   Norton rate        A (sigma / sigma_ref)^n at sigma = the active phase's mean von Mises at the end of the
                      first lithiation, with the Arrhenius factor at the run temperature (0: no creep)
+
+A case that did not complete keeps the cycles it finished; `reached` says where it stopped and the
+`*_last_step` columns give its last converged step (the map colours it by that step, red edge).
 """
 
 from __future__ import annotations
@@ -50,18 +60,20 @@ COLUMNS = [  # (key, markdown header, format) of the markdown table; the CSV has
     ("framework_E_GPa", "framework E [GPa]", "{:.0f}"),
     ("top", "top side", "{}"),
     ("status", "status", "{}"),
-    ("volume_change", "ΔV", "pct1"),
+    ("volume_change", "ΔV/V", "pct1"),
     ("homologous_temperature", "T/T_m", "th"),
     ("norton_rate_1_s", "Norton rate [1/s]", "{:.1e}"),
-    ("contact_lithiated_first", "AM in contact, lith. c1", "pct1"),
-    ("contact_lithiated_last", "lith. last", "pct1"),
-    ("contact_retained", "retained (delith. last)", "pct1"),
-    ("fw_covered_last", "FW covered by AM, lith. last", "pct1"),
-    ("vm_mean_active_last_GPa", "mean vM AM [GPa]", "{:.3f}"),
-    ("peak_vm_GPa", "peak vM [GPa]", "{:.2f}"),
-    ("fracture_risk_active_max", "fracture risk AM", "pct1"),
-    ("fracture_risk_framework_max", "fracture risk FW", "pct1"),
-    ("height_change_last", "thickness change", "pct1"),
+    ("contact_lithiated_first", "AM in contact, lith., cycle 1", "pct1"),
+    ("contact_lithiated_last", "lith., last cycle", "pct1"),
+    ("contact_delithiated_last", "delith., last cycle", "pct1"),
+    ("fw_covered_last", "FW covered by AM, lith., last", "pct1"),
+    ("vm_mean_active_last_GPa", "mean vM AM, lith., last [GPa]", "{:.3f}"),
+    ("peak_vm_GPa", "peak vM, any phase, any step [GPa]", "{:.2f}"),
+    ("fracture_risk_active_lithiated_last", "fracture risk AM, lith., last", "pct1"),
+    ("fracture_risk_active_delithiated_last", "fracture risk AM, delith., last", "pct1"),
+    ("fracture_risk_framework_max", "fracture risk FW, max", "pct1"),
+    ("height_change_last", "box height, lith., last", "pct1"),
+    ("proximal_ratio_max", "proximal / stored energy, max", "{:.1g}"),
     ("cycles", "cycles", "{}"),
     ("wall_time_s", "wall [min]", "min"),
 ]
@@ -111,7 +123,7 @@ def case_record(folder: Path) -> dict:
     active = [p for p, m in mats.items() if m.get("active")]
     am = active[0] if active else ""
     fw = next((p for p in mats if p != am), "")
-    desc = (summary.get("descriptors") or {}).get("phases", {}).get(am, {})
+    desc = (summary.get("descriptors") or {}).get("phases", {}).get(am) or _descriptors(cfg_path, am)
     T = (cfg.get("cycling") or {}).get("temperature", 343.15)
     cyc = CSVTable.read(folder / "cycles.csv")
     ts = CSVTable.read(folder / "timeseries.csv")
@@ -122,6 +134,7 @@ def case_record(folder: Path) -> dict:
         return _num(rows[i].get(key)) if rows else math.nan
 
     vm1 = at(lit, 0, f"vm_mean_{am}_Pa")
+    last = ts[-1] if ts else {}
     rec = {
         "case": folder.name,
         "material": _library_name(mats.get(am, {})) or am,
@@ -131,6 +144,7 @@ def case_record(folder: Path) -> dict:
         "status": summary.get("status", "not run"),
         "reason": summary.get("reason", ""),
         "cycles": int(lit[-1]["cycle"]) if lit else 0,
+        "reached": f"cycle {_num(last.get('cycle')):.0f}, theta {_num(last.get(f'theta_{am}')):.2f}" if last else "",
         "wall_time_s": _num(summary.get("wall_time_s")),
         "volume_change": _num(desc.get("volume_change", _num(mats.get(am, {}).get("volume_ratio_lithiated")) - 1)),
         "homologous_temperature": _num(desc.get("homologous_temperature")),
@@ -139,7 +153,7 @@ def case_record(folder: Path) -> dict:
         "norton_rate_1_s": norton_rate(mats.get(am, {}).get("creep"), vm1, T),
         "contact_lithiated_first": at(lit, 0, f"contact_{am}_any"),
         "contact_lithiated_last": at(lit, -1, f"contact_{am}_any"),
-        "contact_retained": at(delit, -1, f"contact_{am}_any"),
+        "contact_delithiated_last": at(delit, -1, f"contact_{am}_any"),
         "fw_covered_last": at(lit, -1, f"contact_{fw}_{am}"),
         "vm_mean_active_first_GPa": vm1 / 1e9,
         "vm_mean_active_last_GPa": at(lit, -1, f"vm_mean_{am}_Pa") / 1e9,
@@ -149,9 +163,26 @@ def case_record(folder: Path) -> dict:
         "fracture_risk_active_lithiated_last": at(lit, -1, f"fracture_risk_{am}"),
         "fracture_risk_active_delithiated_last": at(delit, -1, f"fracture_risk_{am}"),
         "porosity_lithiated_last": at(lit, -1, "porosity"),
+        # the last converged step (where a run that failed stopped)
+        "contact_last_step": _num(last.get(f"contact_{am}_any")),
+        "vm_mean_active_last_step_GPa": _num(last.get(f"vm_mean_{am}_Pa")) / 1e9,
+        "fracture_risk_active_last_step": _num(last.get(f"fracture_risk_{am}")),
         "height_change_last": at(lit, -1, "height_change"),
+        "proximal_ratio_max": _nanmax(r.get("proximal_energy_ratio") for r in ts),
+        "proximal_tolerance": _num((cfg.get("contact") or {}).get("proximal_tolerance", 1e-3)),
     }
     return rec
+
+
+def _descriptors(cfg_path: Path, phase: str) -> dict:
+    """The descriptors of a phase from the run's config (a run still going has none in summary.json)."""
+    from creep_cathode.config import ConfigError, load_config
+    from creep_cathode.descriptors import descriptors_for_config
+
+    try:
+        return descriptors_for_config(load_config(cfg_path))["phases"].get(phase, {})
+    except (ConfigError, OSError):
+        return {}
 
 
 def case_folders(sweep_dir: Path) -> list[Path]:
@@ -181,6 +212,10 @@ def markdown(records: list[dict]) -> str:
         cells = []
         for k, _, f in COLUMNS:
             c = _fmt(r.get(k, math.nan), f)
+            if k == "status" and c != "completed" and r.get("reached"):
+                c = f"{c} ({r['reached']})"
+            if k == "norton_rate_1_s" and not r.get("creeps", True):
+                c = "no creep"
             if k == "homologous_temperature" and r.get("homologous_temperature_bound") == "upper" and c != "—":
                 c = "≤ " + c
             cells.append(c)
@@ -196,8 +231,9 @@ def write_csv(records: list[dict], path: Path) -> None:
 
 # ------------------------------------------------------------------------------- design map
 def design_map(records: list[dict], path: Path) -> Path:
-    """One panel per (framework stiffness, top side): volume change (log) against T/T_m, colour =
-    contact retained after the last cycle; labels: material, peak von Mises, fracture risk."""
+    """One panel per (top side, framework stiffness): volume change (log) against T/T_m, colour = the
+    active boundary in contact at full lithiation of the last cycle; labels: material, contact change
+    since cycle 1, peak von Mises, fracture risk of the active phase (lithiated / delithiated)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -206,50 +242,71 @@ def design_map(records: list[dict], path: Path) -> Path:
 
     fws = sorted({r["framework_E_GPa"] for r in records}, reverse=True)
     tops = sorted({r["top"] for r in records}, key=lambda t: (t != "roller", t))
-    fig, axes = plt.subplots(len(fws), len(tops), figsize=(5.2 * len(tops), 4.3 * len(fws)), squeeze=False,
-                             sharex=True, sharey=True)
+    fig, axes = plt.subplots(len(tops), len(fws), figsize=(6.0 * len(fws) + 1.4, 6.0 * len(tops) + 0.8),
+                             squeeze=False, sharex=True, sharey=True)
     norm, cmap = Normalize(0.0, 100.0), plt.get_cmap("viridis")
     dv = [r["volume_change"] for r in records if r["volume_change"] > 0]
-    xlo, xhi = (min(dv) / 2, max(dv) * 2.5) if dv else (1e-3, 3.0)
+    xlo, xhi = (min(dv) / 2.5, max(dv) * 2.5) if dv else (1e-3, 3.0)
+    xmid = math.sqrt(xlo * xhi)
     th = [r["homologous_temperature"] for r in records if not math.isnan(r["homologous_temperature"])]
-    yhi = max(th + [0.5]) * 1.15
-    y_unknown = 0.06  # the band of materials without a melting point (no T_H; no creep modelled)
-    for i, E in enumerate(fws):
-        for j, top in enumerate(tops):
+    yhi = max(th + [0.5]) * 1.2
+    y_unknown = (0.10, 0.035)  # the band of materials without a melting point (no T_H; no creep modelled)
+    for i, top in enumerate(tops):
+        for j, E in enumerate(fws):
             ax = axes[i][j]
-            ax.axhspan(0, 0.12, color="0.93", zorder=0)
-            xmid = math.sqrt(xlo * xhi)
-            ax.text(xmid, 0.01, "no T_m known:\nT/T_m unknown, no creep modelled", fontsize=6.5,
-                    color="0.4", ha="center", va="bottom")
+            ax.axhspan(0, 0.135, color="0.93", zorder=0)
+            in_band = 0
             ax.axhline(T_H_CREEP, color="0.5", ls="--", lw=0.8)
-            ax.text(xmid, T_H_CREEP + 0.01, "T/T_m = 0.3: creeps above\n(Xiong 2024, Fig. 2a)", fontsize=6.5,
-                    color="0.4", ha="center")
+            ax.text(0.02, 0.98, "dashed: T/T_m = 0.3, creeps above it (Xiong 2024, Fig. 2a)", fontsize=6.5,
+                    color="0.4", ha="left", va="top", transform=ax.transAxes)
+            if not any(r["framework_E_GPa"] == E and r["top"] == top for r in records):
+                ax.text(0.5, 0.5, "no case of this panel run", transform=ax.transAxes, ha="center", fontsize=9,
+                        color="0.4")
             for r in (r for r in records if r["framework_E_GPa"] == E and r["top"] == top):
                 x = max(r["volume_change"], xlo)
-                y = r["homologous_temperature"] if not math.isnan(r["homologous_temperature"]) else y_unknown
+                y = r["homologous_temperature"]
+                if math.isnan(y):  # staggered inside the band, so that the labels do not overlap
+                    y, in_band = y_unknown[in_band % len(y_unknown)], in_band + 1
                 ok = r["status"] == "completed"
-                c = r["contact_retained"]
-                face = cmap(norm(100 * c)) if ok and not math.isnan(c) else "white"
+                c = r["contact_lithiated_last"]
+                has = r["cycles"] > 0 and not math.isnan(c)  # a run that failed later still has its first cycles
+                c_face = c if has else r.get("contact_last_step", math.nan)  # else: where it stopped
+                face = cmap(norm(100 * c_face)) if not math.isnan(c_face) else "white"
                 marker = "v" if r.get("homologous_temperature_bound") == "upper" else "o"
-                ax.scatter([x], [y], s=160, c=[face], marker=marker, edgecolors="k" if ok else "red",
+                ax.scatter([x], [y], s=170, c=[face], marker=marker, edgecolors="k" if ok else "red",
                            linewidths=1.0 if ok else 2.0, zorder=3)
-                label = (f"{r['material']}\npeak {r['peak_vm_GPa']:.2g} GPa\n"
-                         f"FR {_fmt(r['fracture_risk_active_max'], 'pct0')}" if ok else f"{r['material']}\n{r['status']}")
+                head = r["material"] if ok else f"{r['material']} ({r['status']} after {r['cycles']} lith.)"
+                if has:
+                    d = 100 * (r["contact_lithiated_last"] - r["contact_lithiated_first"])
+                    label = (f"{head}: contact {_fmt(c, 'pct0')} ({d:+.1f} pts)\n"
+                             f"peak {r['peak_vm_GPa']:.2g} GPa, "
+                             f"FR {_fmt(r['fracture_risk_active_lithiated_last'], 'pct0')} / "
+                             f"{_fmt(r['fracture_risk_active_delithiated_last'], 'pct0')}")
+                else:
+                    label = (f"{r['material']}: failed at {r['reached']}:\ncontact {_fmt(c_face, 'pct0')} there, "
+                             f"peak {r['peak_vm_GPa']:.2g} GPa\nFR {_fmt(r.get('fracture_risk_active_last_step'), 'pct0')}"
+                             " there")
+                if r["proximal_ratio_max"] > 10 * r["proximal_tolerance"]:
+                    label += f"\nNOT in equilibrium (proximal / stored up to {r['proximal_ratio_max']:.2g})"
                 right = x > xmid  # label on the side with room
-                ax.annotate(label, (x, y), xytext=(-10 if right else 10, 0), textcoords="offset points", fontsize=7,
-                            va="center", ha="right" if right else "left")
+                ax.annotate(label, (x, y), xytext=(-11 if right else 11, 0), textcoords="offset points",
+                            fontsize=6.8, va="center", ha="right" if right else "left")
             ax.set_xscale("log")
             ax.set_xlim(xlo, xhi)
             ax.set_ylim(0, yhi)
-            ax.set_title(f"framework {E:g} GPa, top: {top}", fontsize=9)
+            side = "roller (fixed thickness)" if top == "roller" else f"{top} (dead load on the cut faces)"
+            ax.set_title(f"framework {E:g} GPa, top side: {side}", fontsize=9)
     fig.supxlabel("volume change of the active material on lithiation, ΔV/V", fontsize=9)
-    fig.supylabel("homologous temperature T/T_m of the active material (creep propensity)", fontsize=9)
+    fig.supylabel("homologous temperature T/T_m of the active material at the run temperature", fontsize=9)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    cb = fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=0.8)
-    cb.set_label("active boundary in contact after the last delithiation [%]")
+    cb = fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=0.85)
+    cb.set_label("active boundary in contact at full lithiation, last cycle [%]")
     n = max((r["cycles"] for r in records), default=0)
-    fig.suptitle(f"Which strategy keeps contact? ({n} cycles; ▼: T_m a lower bound, so T/T_m an upper one; "
-                 "FR: largest share of the active phase above its strength)", fontsize=9)
+    fig.suptitle(f"Which strategy keeps contact? {n} cycles. contact: active boundary touching any particle at full "
+                 "lithiation (pts: change since cycle 1);\nFR: share of the active phase above its strength, lithiated / "
+                 "delithiated, last cycle;\n▼: T_m a lower bound; red edge: the run did not finish (coloured by its last step); "
+                 "grey band: no T_m known (T/T_m unknown, no creep modelled)",
+                 fontsize=8.5)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -22,16 +22,14 @@ def _script():
 
 
 def _case(root: Path, name, material, *, dv, th, creep=None, fw_E=100e9, top="roller", status="completed",
-          contact=((0.5, 0.1), (0.6, 0.3)), risk=(0.0, 0.25), vm=(0.1e9, 0.08e9), peak=2e9, bound=None):
+          contact=((0.5, 0.1), (0.6, 0.3)), risk=(0.0, 0.25), vm=(0.1e9, 0.08e9), peak=2e9, bound=None,
+          prox=(1e-5, 2e-4)):
     """A case folder as `creep-cathode sweep` leaves it: config.toml, summary.json, cycles.csv,
     timeseries.csv. contact: per cycle (lithiated, delithiated) of contact_AM_any; risk: fracture_risk_AM
-    at two steps; vm: mean von Mises of AM at the end of the first and last lithiation."""
+    at two steps; vm: mean von Mises of AM at the end of the first and last lithiation; prox: the proximal
+    energy ratio at the two steps."""
     f = root / name
     f.mkdir(parents=True)
-    am = {"active": True, "youngs_modulus": 10e9, "poisson_ratio": 0.3, "volume_ratio_lithiated": 1 + dv,
-          "source": f"library {material}: test"}
-    if creep:
-        am["creep"] = creep
     top_toml = '"roller"' if top == "roller" else f"{{ pressure = {top} }}"
     cr = "" if not creep else "creep = { " + ", ".join(f"{k} = {v!r}" for k, v in creep.items()) + " }\n"
     (f / "config.toml").write_text(
@@ -39,7 +37,7 @@ def _case(root: Path, name, material, *, dv, th, creep=None, fw_E=100e9, top="ro
         f'[materials.AM]\nactive = true\nyoungs_modulus = 10e9\npoisson_ratio = 0.3\n'
         f'volume_ratio_lithiated = {1 + dv!r}\nsource = "library {material}: test"\n{cr}'
         f'[materials.FW]\nactive = false\nyoungs_modulus = {fw_E!r}\npoisson_ratio = 0.3\nsource = "library Mo6Se8: x"\n')
-    tomllib.loads((f / "config.toml").read_text())
+    tomllib.loads((f / "config.toml").read_text())  # valid TOML
     desc = {"volume_change": dv, "homologous_temperature": th, "creeps": creep is not None}
     if bound:
         desc["homologous_temperature_bound"] = bound
@@ -53,10 +51,10 @@ def _case(root: Path, name, material, *, dv, th, creep=None, fw_E=100e9, top="ro
                          "vm_mean_FW_Pa": 1e8, "fracture_risk_AM": risk[1], "fracture_risk_FW": float("nan"),
                          "porosity": 0.1, "height_change": 0.02})
     CSVTable(f / "cycles.csv", rows).flush()
-    ts = [{"time_s": 0.0, "vm_mean_AM_Pa": 0.0, "vm_max_AM_Pa": 0.0, "vm_mean_FW_Pa": 0.0, "vm_max_FW_Pa": 0.0,
-           "fracture_risk_AM": risk[0], "fracture_risk_FW": float("nan")},
-          {"time_s": 1.0, "vm_mean_AM_Pa": 1e8, "vm_max_AM_Pa": 3e8, "vm_mean_FW_Pa": 1e8, "vm_max_FW_Pa": peak,
-           "fracture_risk_AM": risk[1], "fracture_risk_FW": float("nan")}]
+    ts = [{"time_s": 0.0, "cycle": 1, "theta_AM": 0.0, "contact_AM_any": 0.0, "vm_mean_AM_Pa": 0.0, "vm_max_AM_Pa": 0.0, "vm_mean_FW_Pa": 0.0, "vm_max_FW_Pa": 0.0,
+           "fracture_risk_AM": risk[0], "fracture_risk_FW": float("nan"), "proximal_energy_ratio": prox[0]},
+          {"time_s": 1.0, "cycle": len(contact), "theta_AM": 0.5, "contact_AM_any": contact[-1][0], "vm_mean_AM_Pa": 1e8, "vm_max_AM_Pa": 3e8, "vm_mean_FW_Pa": 1e8, "vm_max_FW_Pa": peak,
+           "fracture_risk_AM": risk[1], "fracture_risk_FW": float("nan"), "proximal_energy_ratio": prox[1]}]
     CSVTable(f / "timeseries.csv", ts).flush()
     return f
 
@@ -67,7 +65,7 @@ def sweep(tmp_path):
     _case(tmp_path, "000_active=Se_framework=100GPa_top=roller", "Se", dv=0.98, th=0.69, creep=se_creep,
           contact=((0.7, 0.4), (0.8, 0.5)), vm=(0.2e9, 0.1e9), peak=0.6e9, risk=(0.0, 0.5))
     _case(tmp_path, "001_active=FeS_framework=22GPa_top=100MPa", "FeS", dv=1.0, th=0.23, fw_E=22e9, top=100e6,
-          contact=((0.4, 0.0), (0.4, 0.0)), peak=13e9, risk=(0.0, 1.0))
+          contact=((0.4, 0.0), (0.4, 0.0)), peak=13e9, risk=(0.0, 1.0), prox=(3.0, 0.5))
     _case(tmp_path, "002_active=HE-PBA_framework=100GPa_top=roller", "HE-PBA", dv=0.005, th=float("nan"),
           contact=((0.0, 0.0), (0.0, 0.0)), peak=0.1e9, risk=(0.0, 0.0))
     _case(tmp_path, "003_active=LiCoO2_framework=100GPa_top=roller", "LiCoO2", dv=0.02, th=0.3, bound="upper",
@@ -81,16 +79,21 @@ def test_records_from_case_folders(sweep):
     assert set(recs) == {"Se", "FeS", "HE-PBA", "LiCoO2"}
     se, fes = recs["Se"], recs["FeS"]
     assert se["contact_lithiated_first"] == 0.7 and se["contact_lithiated_last"] == 0.8
-    assert se["contact_retained"] == 0.5  # end of the last delithiation
+    assert se["contact_delithiated_last"] == 0.5  # end of the last delithiation
     assert se["fw_covered_last"] == pytest.approx(0.72)
     assert se["peak_vm_GPa"] == pytest.approx(0.6) and fes["peak_vm_GPa"] == pytest.approx(13.0)
     assert se["fracture_risk_active_max"] == 0.5 and math.isnan(se["fracture_risk_framework_max"])
+    assert se["fracture_risk_active_lithiated_last"] == 0.5 == se["fracture_risk_active_delithiated_last"]
     assert se["norton_rate_1_s"] == pytest.approx(2e-8 * 2.0 ** 6.5)  # A (sigma/sigma_ref)^n at 200 MPa
     assert fes["norton_rate_1_s"] == 0.0 and not fes["creeps"] and se["creeps"]
     assert fes["framework_E_GPa"] == pytest.approx(22.0) and fes["top"] == "100 MPa" and se["top"] == "roller"
     assert se["volume_change"] == 0.98 and se["homologous_temperature"] == 0.69 and se["cycles"] == 2
     assert math.isnan(recs["HE-PBA"]["homologous_temperature"])
     assert recs["LiCoO2"]["status"] == "failed" and recs["LiCoO2"]["homologous_temperature_bound"] == "upper"
+    assert recs["LiCoO2"]["reached"] == "cycle 1, theta 0.50" and recs["LiCoO2"]["contact_last_step"] == 0.01
+    assert se["proximal_ratio_max"] == 2e-4 and fes["proximal_ratio_max"] == 3.0  # largest of any step
+    assert se["proximal_tolerance"] == 1e-3  # the config's default
+    assert se["height_change_last"] == 0.02
 
 
 def test_norton_rate_arrhenius():
@@ -108,9 +111,12 @@ def test_table_and_map_written(sweep):
     lines = md.strip().splitlines()
     assert len(lines) == 2 + 4 and lines[0].count("|") == len(s.COLUMNS) + 1
     se = next(line for line in lines if line.startswith("| Se "))
-    assert "| 98.0 % |" in se and "| 0.69 |" in se and "| 50.0 % |" in se  # dV, T/T_m, retained contact
-    assert "≤ 0.30" in next(line for line in lines if line.startswith("| LiCoO2 "))
+    assert "| 98.0 % |" in se and "| 0.69 |" in se and "| 80.0 % | 50.0 % |" in se  # dV, T/T_m, last contacts
+    lco = next(line for line in lines if line.startswith("| LiCoO2 "))
+    assert "≤ 0.30" in lco and "| failed (cycle 1, theta 0.50) |" in lco and "| no creep |" in lco
     assert "| — |" in next(line for line in lines if line.startswith("| HE-PBA "))  # no T_m
+    fes = next(line for line in lines if line.startswith("| FeS "))
+    assert "| 22 | 100 MPa | completed |" in fes and "| 2.0 % | 3 |" in fes  # top side; box height, proximal ratio
     rows = CSVTable.read(sweep / "screening.csv")
     assert [r["material"] for r in rows] == ["Se", "FeS", "HE-PBA", "LiCoO2"]
     png = (sweep / "design_map.png").read_bytes()
