@@ -126,3 +126,24 @@ def test_table_and_map_written(sweep):
 def test_missing_folder_is_exit_2(tmp_path, capsys):
     assert _script().main([str(tmp_path / "nope")]) == 2
     assert "no such sweep folder" in capsys.readouterr().err
+
+
+def test_shipped_sweep_is_material_x_framework_x_stack_pressure():
+    """configs/sweep_screening.toml is the issue's sweep: the five active materials x two framework stiffnesses x
+    rollers / a top-side pressure, every case at the same composition (only the swept keys differ)."""
+    from creep_cathode.sweep import load_sweep
+
+    sw = load_sweep(ROOT / "configs" / "sweep_screening.toml")
+    cases = sw["cases"]
+    assert len(cases) == 5 * 2 * 2
+    mats = {c["config"].materials["AM"].source.split(":")[0] for c in cases}
+    assert mats == {f"library {m}" for m in ("Se", "FeS", "LiCoO2", "HE-NASICON", "HE-PBA")}
+    assert {c["config"].materials["FW"].youngs_modulus for c in cases} == {100e9, 22e9}
+    tops = {c["config"].boundary.kind("top") for c in cases}
+    assert tops == {"roller", "pressure"}
+    assert {c["config"].boundary.top.pressure for c in cases if c["config"].boundary.kind("top") == "pressure"} == {10e6}
+    assert len({(c["config"].rve.fractions["AM"], c["config"].rve.fractions["FW"], c["config"].rve.seed)
+                for c in cases}) == 1  # equal composition and packing
+    # the index rule the README gives: I = 4 x active + 2 x framework + top
+    assert cases[1]["name"] == "001_active=Se_framework=100GPa_top=10MPa"
+    assert cases[9]["name"] == "009_active=LiCoO2_framework=100GPa_top=10MPa"
