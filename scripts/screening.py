@@ -73,7 +73,7 @@ COLUMNS = [  # (key, markdown header, format) of the markdown table; the CSV has
     ("fracture_risk_active_delithiated_last", "fracture risk AM, delith., last", "pct1"),
     ("fracture_risk_framework_max", "fracture risk FW, max", "pct1"),
     ("height_change_last", "box height, lith., last", "pct1"),
-    ("proximal_ratio_max", "proximal / stored energy, max", "{:.1g}"),
+    ("proximal_ratio_max", "proximal / stored energy, max", "{:.2g}"),
     ("cycles", "cycles", "{}"),
     ("wall_time_s", "wall [min]", "min"),
 ]
