@@ -286,6 +286,8 @@ class Material(_Strict):
                                                          "(Se -> Li2Se is 1.98; silicon's 4 is the largest known)")
     creep: Creep | None = Field(None, description="Norton creep; omit for elastic")
     lithiated: Lithiated | None = Field(None, description="properties at theta = 1 (linear in theta between)")
+    strength: PosFloat | None = Field(None, description="fracture strength [Pa] of the fracture-risk metric, at every "
+                                                        "theta (default: the library entry's, linear in theta)")
     source: str = Field("", description="citation / provenance of the values (free text)")
     law: str | None = Field(None, description="material-point law: a registered name (default \"hencky_norton\": "
                                               "Hencky elasticity, swelling, Norton creep) or \"package.module:Class\"")

@@ -121,6 +121,8 @@ def descriptors_for_config(cfg, library_directory=None) -> dict:
         entry = entry_for_material(phase, mat, library_directory)
         d = material_descriptors(entry, T) if entry is not None else {
             "library": None, "note": "no library entry (name one with use = \"...\" to get T_H and entropy)"}
+        if getattr(mat, "strength", None) is not None:  # the fracture-risk metric uses it at every theta
+            d["strength_config_Pa"] = mat.strength
         d["volume_change"] = round(mat.volume_ratio_lithiated - 1.0, 6) if mat.active else 0.0
         d["creeps"] = bool(mat.creep is not None and mat.creep.A > 0) or bool(
             mat.lithiated is not None and mat.lithiated.creep is not None and mat.lithiated.creep.A > 0)

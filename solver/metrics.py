@@ -20,8 +20,8 @@ from mpi4py import MPI
 @dataclass(frozen=True)
 class Column:
     """One CSV column: name, human label, SI unit ("" for ratios, "-" dimensionless), kind
-    ("time", "state", "contact", "stress", "strain", "porosity", "solver", "geometry") and the
-    phase(s) it is about."""
+    ("time", "state", "contact", "stress", "strain", "porosity", "solver", "geometry", "fracture")
+    and the phase(s) it is about."""
 
     name: str
     label: str
@@ -184,9 +184,47 @@ class PhaseStressComponents(Metric):
                                                          (f"pressure_mean_{p}_Pa", _mean(I, "pressure", p) * S0))}
 
 
+class FractureRisk(Metric):
+    """Fracture-risk indicator (creep_cathode.fracture): the deformed-area share of each phase whose
+    maximum principal Cauchy stress exceeds the fracture strength of its material at its theta
+    (config `materials.<phase>.strength`, else the library entry's, linear in theta). NaN for a phase
+    without a known strength. The model's stand-in for pulverisation: it has no fracture itself."""
+
+    def __init__(self):
+        self._strengths = (None, {})  # (the config they were read from, {phase: Strength | None})
+
+    def strengths(self, cfg) -> dict:
+        if self._strengths[0] is not cfg:
+            from .fracture import phase_strengths
+
+            self._strengths = (cfg, phase_strengths(cfg))
+        return self._strengths[1]
+
+    def columns(self, phases):
+        return [Column(f"fracture_risk_{p}", f"share of {p} above its fracture strength", "", "fracture", p)
+                for p in phases]
+
+    def compute(self, probe):
+        from .fracture import exceeding_share, max_principal
+
+        mech = probe.mech
+        strengths = self.strengths(mech.cfg)
+        s1 = max_principal(mech.sig_q) * mech.S0
+        wdef = mech.wdet * mech.J_q
+        out = {}
+        for i, p in enumerate(probe.phases):
+            s = strengths.get(p)  # the same on every rank: skipping is collective
+            if s is None:
+                out[f"fracture_risk_{p}"] = float("nan")
+                continue
+            m = mech.qphase == i
+            out[f"fracture_risk_{p}"] = exceeding_share(s1[m], wdef[m], s.at(probe.theta.get(p, 0.0)), mech.comm)
+        return out
+
+
 #: the registry, in column order
 METRICS: list[Metric] = [StepClock(), Lithiation(), ContactMatrix(), PhaseStress(), Porosity(), SolverStats(),
-                         BoxChange(), PhaseStressComponents()]
+                         BoxChange(), PhaseStressComponents(), FractureRisk()]
 
 
 def columns(phases: list[str]) -> list[Column]:
