@@ -165,7 +165,10 @@ def temperature(cold: Path, hot: Path, img: Path | None):
             axes[1].plot(c, [r["vm_mean_MSe_Pa"] / 1e6 for r in lit], "s" + ls, color="C2", label=f"MSe, {lab}")
         axes[0].set_ylabel("contact ratio at full lithiation [%]")
         axes[1].set_ylabel("mean von Mises at full lithiation [MPa]")
+        from matplotlib.ticker import MaxNLocator
+
         for ax in axes:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("cycle")
             ax.legend(fontsize=8)
         fig.tight_layout()
