@@ -126,6 +126,11 @@ def descriptors_for_config(cfg, library_directory=None) -> dict:
         d["volume_change"] = round(mat.volume_ratio_lithiated - 1.0, 6) if mat.active else 0.0
         d["creeps"] = bool(mat.creep is not None and mat.creep.A > 0) or bool(
             mat.lithiated is not None and mat.lithiated.creep is not None and mat.lithiated.creep.A > 0)
+        if mat.creep is not None:  # creep rate at T over that at T_ref (exp(-Q/R (1/T - 1/T_ref)); 1 when Q = 0)
+            from .materials import arrhenius
+
+            d["creep_arrhenius_factor"] = arrhenius(mat.creep.Q, T, mat.creep.T_ref)
+            d["creep_Q_J_per_mol"] = mat.creep.Q
         phases[phase] = d
     return {"temperature_K": T, "phases": phases,
             "entropy_classes_R": {"low": f"< {LOW_MEDIUM_R}", "medium": f"{LOW_MEDIUM_R} to < {MEDIUM_HIGH_R}",

@@ -88,9 +88,15 @@ def snapshot(mech, path, comm=None):
         creep=mech.points.equivalent_creep().reshape(nc, nq).mean(axis=1),
         phase=mech.cell_phase.astype(np.int16),
     )
+    # the deformed box [x0, x1, y0, y1] (m): sides on rollers stay, free/pressure sides move by the
+    # mean normal displacement of their DoFs (as the width/height_change metrics; collective)
+    ext = mech.bc.mean_normal_displacement(mech.u.x.array, comm)
+    W, H = mech.dom.width, mech.dom.height
+    box = np.array([ext["left"] * mech.L0, W + ext["right"] * mech.L0, ext["bottom"] * mech.L0,
+                    H + ext["top"] * mech.L0])
     parts = comm.gather(data, root=0)
     if comm.rank == 0:
         out = {k: np.concatenate([p[k] for p in parts]) for k in data}
         buf = _io.BytesIO()
-        np.savez_compressed(buf, phases=np.array(mech.phases), width=mech.dom.width, height=mech.dom.height, **out)
+        np.savez_compressed(buf, phases=np.array(mech.phases), width=W, height=H, box=box, **out)
         atomic_write(path, buf.getvalue())

@@ -5,10 +5,12 @@ configs/materials/_references.toml, keyed. Every number is a table
 
     youngs_modulus = { value = 10e9, kind = "measured", ref = "elastic_elements", note = "..." }
 
-  kind   measured | DFT | assumed | calibrated
+  kind   measured | estimated | DFT | assumed | calibrated
+         (estimated: derived by a stated rule from measured numbers of another quantity or material)
   ref    a key (or list of keys) of _references.toml: the full citation with its DOI or address
-  note   what the value rests on; required for `assumed` (the reason) and `calibrated` (naming the
-         script or record that produced it: scripts/..., docs/calibration/...)
+  note   what the value rests on; required for `assumed` (the reason), `estimated` (the rule and the
+         numbers it starts from) and `calibrated` (naming the script or record that produced it:
+         scripts/..., docs/calibration/...)
   bound  optional, "lower" or "upper": the value is a bound, not an estimate
 
 Keys that map onto a config material (solver/config.py, class Material), SI units:
@@ -40,7 +42,7 @@ from .config import ConfigError
 __all__ = ["KINDS", "Entry", "UnknownMaterial", "library_dir", "load_library", "get_entry", "check_entry", "resolve_materials",
            "expand_short_forms", "entry_for_material", "format_table", "format_entry"]
 
-KINDS = ("measured", "DFT", "assumed", "calibrated")
+KINDS = ("measured", "estimated", "DFT", "assumed", "calibrated")
 REFERENCES_FILE = "_references.toml"
 SOURCE_PREFIX = "library "
 
@@ -190,7 +192,7 @@ def _check_value(key: str, v, refs: dict) -> list[str]:
     note = v.get("note", "")
     if not isinstance(note, str):
         out.append(f"{key}.note: must be a string")
-    elif kind in ("assumed", "calibrated") and not note.strip():
+    elif kind in ("assumed", "estimated", "calibrated") and not note.strip():
         out.append(f"{key}.note: an {kind} value needs a note saying what it rests on")
     elif kind == "calibrated" and "scripts/" not in note and "docs/" not in note:
         out.append(f"{key}.note: a calibrated value must name its script or record (scripts/..., docs/...)")

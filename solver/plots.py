@@ -5,6 +5,8 @@
                                 overlaid when the phases are Se/MSe or LCO/MSe)
 - plots/stress_vs_cycle.png     mean von Mises per phase at the lithiated state vs cycle (Fig. 4e)
 - plots/porosity_vs_time.png    porosity and equivalent creep strain vs time
+- plots/pores_fig3d.png         relative area of each pore at the end of discharge and of charge, first
+                                and last cycle, with the threshold 1 - theta_charge (Xiong 2024, Fig. 3d)
 - plots/rve_vm_cycleNNN.png     deformed RVE coloured by von Mises, first and last lithiated state
                                 (Fig. 4b/f); plots/rve_creep_cycleNNN.png: creep strain map (Fig. 4c)
 """
@@ -96,6 +98,45 @@ def make_plots(folder) -> list[Path]:
         _save(fig, out / "stress_vs_cycle.png", files)
     files += rve_maps(folder, plt)
     files += pore_plot(folder, plt)
+    files += fig3d_plot(folder, plt)
+    return files
+
+
+def fig3d_plot(folder, plt) -> list[Path]:
+    """plots/pores_fig3d.png in the style of Xiong 2024, Fig. 3d: per pore (sorted by its area at the
+    end of discharge) the area relative to the initial one at the end of discharge and at the end of
+    charge, for the first and the last cycle, with the no-creep threshold 1 - theta_charge (78 % at
+    theta = 0.22) and the shares below it and that shrank during delithiation (pores_fig3d*.csv)."""
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    folder = Path(folder)
+    per_pore = CSVTable.read(folder / "pores_fig3d.csv")
+    per_cycle = {r["cycle"]: r for r in CSVTable.read(folder / "pores_fig3d_cycles.csv")}
+    if not per_pore or not per_cycle:
+        return []
+    cycles = sorted(per_cycle)
+    chosen = [cycles[0]] + ([cycles[-1]] if len(cycles) > 1 else [])
+    fig, axes = plt.subplots(1, len(chosen), figsize=(6.5 * len(chosen), 4), squeeze=False)
+    for ax, c in zip(axes[0], chosen):
+        rows = sorted((r for r in per_pore if r["cycle"] == c), key=lambda r: r["relative_area_discharged"])
+        x = np.arange(1, len(rows) + 1)
+        d = [100 * r["relative_area_discharged"] for r in rows]
+        q = [100 * r["relative_area_charged"] for r in rows]
+        ax.bar(x - 0.2, d, 0.4, color="C0", label="end of discharge (lithiated)")
+        ax.bar(x + 0.2, q, 0.4, color="C3", label="end of charge (delithiated)")
+        pc = per_cycle[c]
+        ax.axhline(100 * pc["threshold"], color="k", ls="--", lw=1,
+                   label=f"no creep: {100 * pc['threshold']:.0f} % (1 - theta_charge)")
+        ax.axhline(100, color="0.6", lw=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("pore (sorted by its area at the end of discharge)")
+        ax.set_ylabel("area / initial area [%]")
+        ax.set_title(f"cycle {c}: {pc['pores_below_threshold']}/{pc['pores']} below "
+                     f"{100 * pc['threshold']:.0f} %, {pc['pores_shrank']}/{pc['pores']} shrank on charge\n"
+                     "(paper, 20 pores: most below 78 %, 8/20 shrank)", fontsize=9)
+        ax.legend(fontsize=7)
+    _save(fig, folder / "plots" / "pores_fig3d.png", files := [])
     return files
 
 

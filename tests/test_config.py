@@ -26,6 +26,23 @@ def test_shipped_configs_valid(name):
     assert sum(cfg.rve.fractions.values()) == pytest.approx(1 - 0.247)
 
 
+@pytest.mark.parametrize("name,base_name,p", [("se_mse_stack100.toml", "se_mse.toml", 100e6),
+                                               ("se_mse_stack10.toml", "se_mse.toml", 10e6),
+                                               ("fes_mse_stack100.toml", "fes_mse.toml", 100e6)])
+def test_stack_pressure_configs_are_their_base_plus_pressure(name, base_name, p):
+    """The stack-pressure configs (Xiong 2024, Methods: ~100 MPa lab cell, ~10 MPa pouch cell) are
+    their rollers config with a pressure on the top side and a rest that applies it first."""
+    cfg, ref = load_config(ROOT / "configs" / name), load_config(ROOT / "configs" / base_name)
+    assert cfg.boundary.kind("top") == "pressure" and cfg.boundary.top.pressure == p
+    assert all(cfg.boundary.kind(s) == "roller" for s in ("left", "right", "bottom"))
+    assert cfg.cycling.protocol == ["Rest for 1 min", *ref.cycling.protocol]
+    a, b = cfg.model_dump(), ref.model_dump()
+    for d in (a, b):
+        d.pop("boundary")
+        d["cycling"].pop("protocol")
+    assert a == b
+
+
 def test_roundtrip_normalised_toml():
     cfg = load_config(BASE)
     again = validate(tomllib.loads(to_toml(cfg)))

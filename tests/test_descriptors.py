@@ -167,3 +167,18 @@ def test_descriptors_follow_the_run_temperature_and_unknown_phases():
             "materials": {"X": {"youngs_modulus": 1e9, "poisson_ratio": 0.3}}}
     x = descriptors_for_config(validate(data))["phases"]["X"]
     assert x["library"] is None and x["creeps"] is False
+
+
+def test_descriptors_report_the_arrhenius_factor_of_creep():
+    """exp(-Q/R (1/T - 1/T_ref)): 1 at T_ref (the 70 C calibration), the Arrhenius law at 25 C."""
+    import math
+
+    from creep_cathode.materials import R_GAS
+
+    hot = descriptors_for_config(load_config(ROOT / "configs" / "se_mse.toml"))["phases"]["Se"]
+    cold = descriptors_for_config(load_config(ROOT / "configs" / "se_mse.toml",
+                                              ["cycling.temperature=298.15"]))["phases"]["Se"]
+    Q = cold["creep_Q_J_per_mol"]
+    assert Q > 0 and hot["creep_arrhenius_factor"] == 1.0
+    assert cold["creep_arrhenius_factor"] == pytest.approx(math.exp(-Q / R_GAS * (1 / 298.15 - 1 / 343.15)), rel=1e-12)
+    assert cold["homologous_temperature"] == pytest.approx(298.15 / 494.0, abs=1e-4)

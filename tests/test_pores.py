@@ -1,6 +1,7 @@
 """pores.csv: raster areas of the pores between triangulated solids, against exact areas."""
 
 import numpy as np
+import pytest
 
 from creep_cathode.pores import N_PIXELS, initial_pores, pore_areas, uncovered, write_pores_csv
 
@@ -120,3 +121,73 @@ def test_pores_are_followed_with_the_particles(tmp_path):
     rel = [float(r[5]) for r in rows if r[1] == "lithiated"]
     assert len(rel) == 2
     np.testing.assert_allclose(rel, 1.0, atol=0.03)  # exact: a rigid translation keeps both areas
+
+
+def _write(folder, snaps, cycles=None, boundary=None):
+    (folder / "fields").mkdir(exist_ok=True)
+    for name, t, box in snaps:
+        extra = {} if box is None else {"box": np.array(box)}
+        np.savez(folder / "fields" / f"snapshot_{name}.npz", tri=t, width=W, height=H, **extra)
+    if cycles:
+        keys = list(cycles[0])
+        (folder / "cycles.csv").write_text(",".join(keys) + "\n" + "".join(
+            ",".join(str(r[k]) for k in keys) + "\n" for r in cycles))
+    if boundary:
+        (folder / "config.toml").write_text("[boundary]\n" + "".join(f'{k} = {v}\n' for k, v in boundary.items()))
+
+
+@pytest.mark.parametrize("scale", [0.9, 1.1])
+@pytest.mark.parametrize("box_in_snapshot", [True, False])
+def test_pore_at_a_moving_top_side(tmp_path, scale, box_in_snapshot):
+    """The solid (with a pore open to the top side, 4 x 4 um) is stretched vertically by `scale`, as
+    the top side under stack pressure moves: the pore's area scales exactly, and nothing above the
+    deformed box (scale 0.9) is pore, nor is a pore cut off beyond the initial box (scale 1.1). The
+    deformed box comes from the snapshot, or (older snapshots) from cycles.csv's height_change."""
+    hole = (4e-6, 12e-6, 8e-6, 16e-6)
+    t0 = _solid_with_holes([hole])
+    t1 = t0.copy()
+    t1[:, :, 1] *= scale
+    box = (0.0, W, 0.0, scale * H)
+    cyc = [{"cycle": 1, "state": "lithiated", "theta_Se": 1.0, "width_change": 0.0, "height_change": scale - 1}]
+    _write(tmp_path, [("cycle000_initial", t0, (0.0, W, 0.0, H) if box_in_snapshot else None),
+                      ("cycle001_lithiated", t1, box if box_in_snapshot else None)],
+           cycles=None if box_in_snapshot else cyc,
+           boundary=None if box_in_snapshot else {"left": '"roller"', "bottom": '"roller"', "top": "{ pressure = 1e8 }"})
+    rows = [r.split(",") for r in write_pores_csv(tmp_path).read_text().splitlines()[1:]]
+    lit = [r for r in rows if r[1] == "lithiated"]
+    assert len(lit) == 1
+    assert float(lit[0][3]) == pytest.approx(16e-12, rel=0.02)
+    assert float(lit[0][5]) == pytest.approx(scale, rel=0.02)
+    assert float(lit[0][6]) == pytest.approx(scale * 16e-12 / (W * scale * H), rel=0.03)
+
+
+def test_fig3d_shares_under_partial_delithiation(tmp_path):
+    """Three pores (12, 25 and 6 um^2) that shrink on lithiation to 1/2, 0.6 and 0.9 of their area and
+    end the charge (theta = 0.22: threshold 0.78) at 0.3 (shrank further), 0.7 and 0.95 (re-opened):
+    2 of 3 below 78 %, 1 of 3 shrank during delithiation; per-pore relative areas as built."""
+    from creep_cathode.pores import SHRINK_TOL, write_fig3d
+    from creep_cathode.output import CSVTable
+
+    def holes(f1, f2, f3):  # each pore keeps its lower edge; its height scales with f
+        return [(2e-6, 2e-6, 6e-6, 2e-6 + 3e-6 * f1), (9e-6, 9e-6, 14e-6, 9e-6 + 5e-6 * f2),
+                (2e-6, 10e-6, 5e-6, 10e-6 + 2e-6 * f3)]
+
+    t0 = _solid_with_holes(holes(1, 1, 1))
+    tl = _solid_with_holes(holes(0.5, 0.6, 0.9))
+    tc = _solid_with_holes(holes(0.3, 0.7, 0.95))
+    cyc = [{"cycle": 1, "state": "lithiated", "theta_Se": 1.0, "theta_MSe": 0.0},
+           {"cycle": 1, "state": "delithiated", "theta_Se": 0.22, "theta_MSe": 0.0}]
+    _write(tmp_path, [("cycle000_initial", t0, None), ("cycle001_lithiated", tl, None),
+                      ("cycle001_delithiated", tc, None)], cycles=cyc)
+    write_pores_csv(tmp_path)  # writes the Fig. 3d tables too
+    per_cycle = CSVTable.read(tmp_path / "pores_fig3d_cycles.csv")
+    assert len(per_cycle) == 1
+    c = per_cycle[0]
+    assert c["pores"] == 3 and c["threshold"] == pytest.approx(0.78)
+    assert c["pores_below_threshold"] == 2 and c["share_below_threshold"] == pytest.approx(2 / 3)
+    assert c["pores_shrank"] == 1 and c["share_shrank"] == pytest.approx(1 / 3)
+    per_pore = CSVTable.read(tmp_path / "pores_fig3d.csv")
+    got = sorted((r["relative_area_discharged"], r["relative_area_charged"]) for r in per_pore)
+    np.testing.assert_allclose(got, [(0.5, 0.3), (0.6, 0.7), (0.9, 0.95)], atol=0.02)
+    assert SHRINK_TOL < 0.05  # the 0.05 re-opening of the third pore is not counted as shrinking
+    assert write_fig3d(tmp_path) is not None  # again from the files alone

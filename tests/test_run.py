@@ -19,7 +19,8 @@ def test_baseline_run_folder(tmp_path):
     assert rc == 0
     for f in ("timeseries.csv", "cycles.csv", "summary.json", "config.toml", "fields/fields.xdmf",
               "plots/stress_vs_time.png", "plots/contact_vs_cycle.png", "plots/rve_vm_cycle001.png",
-              "pores.csv", "plots/pores_vs_cycle.png"):
+              "pores.csv", "plots/pores_vs_cycle.png", "pores_fig3d.csv", "pores_fig3d_cycles.csv",
+              "plots/pores_fig3d.png"):
         assert (out / f).exists(), f
     ts = CSVTable.read(out / "timeseries.csv")
     cols = set(ts[0])
@@ -30,6 +31,8 @@ def test_baseline_run_folder(tmp_path):
     assert need <= cols, need - cols
     cy = CSVTable.read(out / "cycles.csv")
     assert [r["state"] for r in cy] == ["lithiated", "delithiated"]
+    # thickness (box height) change and porosity in both states (rollers: the box does not move)
+    assert all(r["height_change"] == 0.0 and r["width_change"] == 0.0 and 0 < r["porosity"] < 1 for r in cy)
     lit = cy[0]
     # swelling Se presses on its MSe neighbours: contact closes, porosity drops from the initial value
     assert lit["contact_Se_MSe"] > 0 and lit["contact_MSe_Se"] > 0

@@ -144,6 +144,40 @@ def test_creep_under_stack_pressure(tmp_path, defaults):
         assert r["height_change"] == pytest.approx(e22, rel=tol)
 
 
+@pytest.mark.parametrize("jmax", [1.0, 1.98])
+def test_elastic_block_under_stack_pressure_uniaxial_strain(tmp_path, jmax):
+    """Elastic block, rollers on left/right/bottom, dead-load pressure p on the top, swollen to J_l
+    (1.0: pressure only). Uniaxial strain F = diag(1, s, 1), F_e = J_l^(-1/3) F, Hencky:
+    ee = diag(-a, ln s - a, -a), a = ln(J_l)/3, tau = lam tr(ee) I + 2 mu ee. The nominal stress on
+    the top is P22 = tau22 / s = -p, i.e. (lam + 2 mu) ln s - lam ln J_l - 2 mu a = -p s, solved for
+    s; the thickness change is s - 1 (small strain, J_l = 1: -p (1+nu)(1-2nu)/(E(1-nu))). Cauchy:
+    sigma22 = -p, sigma11 = sigma33 = (lam (ln s - ln J_l) - 2 mu a) / s."""
+    from scipy.optimize import brentq
+
+    p = 100e6  # the lab cell's stack pressure (Xiong 2024, Methods)
+    bnd = {"left": "roller", "right": "roller", "bottom": "roller", "top": {"pressure": p}}
+    prot = ["Rest for 1 min"] if jmax == 1.0 else ["Lithiate at 1C"]
+    cfg = block_cfg(boundary=bnd, jmax=jmax, protocol=prot)
+    if jmax == 1.0:
+        cfg.materials["Se"].active = False
+    sim, s, ts = run(cfg, tmp_path)
+    last = ts[-1]
+    a = math.log(jmax) / 3
+    f = lambda ls: (LAM + 2 * MU) * ls - LAM * math.log(jmax) - 2 * MU * a + p * math.exp(ls)
+    ls = brentq(f, -1.0, 1.0, xtol=1e-15)
+    st = math.exp(ls)
+    if jmax == 1.0:  # the small-strain uniaxial-strain compliance, to first order in p/E
+        assert st - 1 == pytest.approx(-p * (1 + NU) * (1 - 2 * NU) / (E * (1 - NU)), rel=2e-2)
+    s11 = (LAM * (ls - math.log(jmax)) - 2 * MU * a) / st
+    assert last["height_change"] == pytest.approx(st - 1, rel=1e-8)
+    assert last["width_change"] == pytest.approx(0.0, abs=1e-12)
+    assert last["s33_mean_Se_Pa"] == pytest.approx(s11, rel=1e-8)
+    assert last["vm_mean_Se_Pa"] == pytest.approx(abs(s11 + p), rel=1e-8)
+    assert last["pressure_mean_Se_Pa"] == pytest.approx(-(2 * s11 - p) / 3, rel=1e-8)
+    assert last["solid_area_ratio"] == pytest.approx(st, rel=1e-8)
+    assert last["porosity"] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_newton_quadratic_convergence(tmp_path):
     """Consistent algorithmic tangent: residual history of a creeping step converges quadratically."""
     from creep_cathode.simulation import Simulation, prepare_outdir

@@ -1,0 +1,203 @@
+"""Tables and plots of docs/experiments.md from run folders (issue 14: stack pressure, Fig. 3d, temperature).
+
+    python scripts/experiments.py stack RUN [--img docs/img/NAME.png]
+        per cycle and state: thickness change against the initial box and against the pressed state
+        (the end of the first 'Rest' step, before any lithiation), porosity, contact ratios, mean
+        von Mises stresses (markdown table); a plot of the thickness change per cycle with the
+        paper's +4.76 % (Se-MSe) after 100 cycles
+    python scripts/experiments.py fig3d RUN [RUN ...] [--labels A B ...] [--img docs/img/NAME.png]
+        the Fig. 3d shares per cycle (pores_fig3d_cycles.csv, recomputed from the snapshots) and a
+        plot of the first cycle of each run side by side
+    python scripts/experiments.py temperature RUN_25C RUN_70C [--img docs/img/NAME.png]
+        contact ratios and mean von Mises stresses at the lithiated state per cycle at the two
+        temperatures (markdown table and plot)
+
+Reads only the run folders' CSV files and snapshots; no solver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from creep_cathode.output import CSVTable
+
+PAPER_THICKNESS = {"Se": 0.0476, "FeS": 0.667}  # Xiong 2024, Fig. 5d-g: after 100 cycles
+
+
+def _phases(row):
+    return [k[len("vm_mean_"):-len("_Pa")] for k in row if k.startswith("vm_mean_") and k.endswith("_Pa")]
+
+
+def pressed_reference(ts: list[dict]) -> dict | None:
+    """The timeseries row at the end of the first rest (theta still 0): the pressed electrode."""
+    theta = [k for k in ts[0] if k.startswith("theta_")]
+    rest = [r for r in ts[1:] if all(r[k] == 0 for k in theta)]
+    return rest[-1] if rest else None
+
+
+def stack(run: Path, img: Path | None):
+    ts = CSVTable.read(run / "timeseries.csv")
+    cy = CSVTable.read(run / "cycles.csv")
+    ref = pressed_reference(ts)
+    h0 = ref["height_change"] if ref else 0.0
+    ph = _phases(ts[0])
+    act = ph[0]
+    if ref:
+        print(f"pressed reference (t = {ref['time_s']:.4g} s, end of the first rest): height change "
+              f"{100 * h0:+.2f} % of the initial box, porosity {ref['porosity']:.4f} (initial {ts[0]['porosity']:.4f})")
+    print()
+    print(f"| cycle | state | thickness vs pressed [%] | vs initial box [%] | porosity | {act}-MSe contact | "
+          f"{act}-{act} contact | mean vM {act} [MPa] | mean vM MSe [MPa] |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for r in cy:
+        t = (1 + r["height_change"]) / (1 + h0) - 1
+        rows.append((r["cycle"], r["state"], t))
+        print(f"| {r['cycle']} | {r['state']} | {100 * t:+.2f} | {100 * r['height_change']:+.2f} | "
+              f"{r['porosity']:.4f} | {100 * r[f'contact_{act}_MSe']:.1f} | {100 * r[f'contact_{act}_{act}']:.1f} | "
+              f"{r[f'vm_mean_{act}_Pa'] / 1e6:.0f} | {r['vm_mean_MSe_Pa'] / 1e6:.0f} |")
+    if img and rows:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for state, mark in (("lithiated", "o-"), ("delithiated", "s--")):
+            c = [x[0] for x in rows if x[1] == state]
+            ax.plot(c, [100 * x[2] for x in rows if x[1] == state], mark, ms=4, label=f"computed, {state}")
+        if act in PAPER_THICKNESS:
+            ax.axhline(100 * PAPER_THICKNESS[act], color="k", ls=":", lw=1,
+                       label=f"paper, after 100 cycles: {100 * PAPER_THICKNESS[act]:+.2f} %")
+        ax.axhline(0, color="0.7", lw=0.8)
+        ax.set_xlabel("cycle")
+        ax.set_ylabel("thickness change vs pressed state [%]")
+        ax.set_title(f"{run.name}: {act}-MSe under stack pressure", fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(img, dpi=120)
+        print(f"\nwrote {img}")
+
+
+def fig3d(runs: list[Path], labels: list[str], img: Path | None):
+    from creep_cathode.pores import write_pores_csv
+
+    tables = []
+    for run, lab in zip(runs, labels):
+        write_pores_csv(run)  # with the deformed box (older runs: from cycles.csv)
+        pc = CSVTable.read(run / "pores_fig3d_cycles.csv")
+        pp = CSVTable.read(run / "pores_fig3d.csv")
+        tables.append((lab, pc, pp))
+        print(f"{lab} ({run}):")
+        print("| cycle | pores | threshold | below threshold at end of charge | shrank during delithiation | "
+              "median area, end of discharge | median area, end of charge |")
+        print("|---|---|---|---|---|---|---|")
+        for r in pc:
+            print(f"| {r['cycle']} | {r['pores']} | {100 * r['threshold']:.0f} % | {r['pores_below_threshold']}/{r['pores']} "
+                  f"({100 * r['share_below_threshold']:.0f} %) | {r['pores_shrank']}/{r['pores']} "
+                  f"({100 * r['share_shrank']:.0f} %) | {100 * r['median_relative_area_discharged']:.0f} % | "
+                  f"{100 * r['median_relative_area_charged']:.0f} % |")
+        print()
+    if img:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4), squeeze=False)
+        for ax, (lab, pc, pp) in zip(axes[0], tables):
+            if not pc:
+                continue
+            c = pc[0]["cycle"]
+            rows = sorted((r for r in pp if r["cycle"] == c), key=lambda r: r["relative_area_discharged"])
+            x = np.arange(1, len(rows) + 1)
+            ax.bar(x - 0.2, [100 * r["relative_area_discharged"] for r in rows], 0.4, color="C0",
+                   label="end of discharge (lithiated)")
+            ax.bar(x + 0.2, [100 * r["relative_area_charged"] for r in rows], 0.4, color="C3",
+                   label="end of charge (theta = 0.22)")
+            ax.axhline(100 * pc[0]["threshold"], color="k", ls="--", lw=1, label="78 %: no creep (paper)")
+            ax.axhline(100, color="0.6", lw=0.8)
+            ax.set_xlabel("pore (sorted by its area at the end of discharge)")
+            ax.set_ylabel("area / initial area [%]")
+            ax.set_title(f"{lab}, cycle {c}: {pc[0]['pores_below_threshold']}/{pc[0]['pores']} below 78 %, "
+                         f"{pc[0]['pores_shrank']}/{pc[0]['pores']} shrank\n(paper: most of 20 below 78 %, "
+                         "8/20 shrank)", fontsize=9)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(img, dpi=120)
+        print(f"wrote {img}")
+
+
+def temperature(cold: Path, hot: Path, img: Path | None):
+    runs = [("25 C", CSVTable.read(cold / "cycles.csv")), ("70 C", CSVTable.read(hot / "cycles.csv"))]
+    ph = _phases(runs[0][1][0])
+    act = ph[0]
+    keys = [(f"contact_MSe_{act}", f"{act}-MSe contact, MSe boundary (paper's) [%]", 100),
+            (f"contact_{act}_MSe", f"{act}-MSe contact, {act} boundary [%]", 100),
+            (f"contact_{act}_{act}", f"{act}-{act} contact [%]", 100),
+            (f"vm_mean_{act}_Pa", f"mean vM {act} [MPa]", 1e-6), ("vm_mean_MSe_Pa", "mean vM MSe [MPa]", 1e-6),
+            (f"creep_eq_mean_{act}", f"mean creep strain {act}", 1)]
+    print("| cycle | T | " + " | ".join(k[1] for k in keys) + " |")
+    print("|---|---|" + "---|" * len(keys))
+    ncyc = min(max(r["cycle"] for r in rows) for _, rows in runs)
+    for c in range(1, ncyc + 1):
+        for lab, rows in runs:
+            r = next((r for r in rows if r["cycle"] == c and r["state"] == "lithiated"), None)
+            if r:
+                print(f"| {c} | {lab} | " + " | ".join(f"{r[k] * s:.4g}" for k, _, s in keys) + " |")
+    if img:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for (lab, rows), ls in zip(runs, ("--", "-")):
+            lit = [r for r in rows if r["state"] == "lithiated"]
+            c = [r["cycle"] for r in lit]
+            axes[0].plot(c, [100 * r[f"contact_MSe_{act}"] for r in lit], "o" + ls, color="C0",
+                         label=f"{act}-MSe (MSe boundary), {lab}")
+            axes[0].plot(c, [100 * r[f"contact_{act}_{act}"] for r in lit], "s" + ls, color="C1", label=f"{act}-{act}, {lab}")
+            axes[1].plot(c, [r[f"vm_mean_{act}_Pa"] / 1e6 for r in lit], "o" + ls, color="C0", label=f"{act}, {lab}")
+            axes[1].plot(c, [r["vm_mean_MSe_Pa"] / 1e6 for r in lit], "s" + ls, color="C2", label=f"MSe, {lab}")
+        axes[0].set_ylabel("contact ratio at full lithiation [%]")
+        axes[1].set_ylabel("mean von Mises at full lithiation [MPa]")
+        from matplotlib.ticker import MaxNLocator
+
+        for ax in axes:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("cycle")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(img, dpi=120)
+        print(f"\nwrote {img}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("stack")
+    a.add_argument("run", type=Path)
+    a.add_argument("--img", type=Path)
+    b = sub.add_parser("fig3d")
+    b.add_argument("runs", type=Path, nargs="+")
+    b.add_argument("--labels", nargs="+")
+    b.add_argument("--img", type=Path)
+    c = sub.add_parser("temperature")
+    c.add_argument("cold", type=Path)
+    c.add_argument("hot", type=Path)
+    c.add_argument("--img", type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "stack":
+        stack(args.run, args.img)
+    elif args.cmd == "fig3d":
+        fig3d(args.runs, args.labels or [r.name for r in args.runs], args.img)
+    else:
+        temperature(args.cold, args.hot, args.img)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
