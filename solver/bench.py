@@ -74,21 +74,9 @@ def floor_solve(cfg, comm, repeats: int = 3, linear_solver: str = "lu", domain_=
     times, its = [], []
     nns = None
     if linear_solver != "lu":  # the in-plane rigid-body modes as near-null space
-        vecs = []
-        x_ = V.tabulate_dof_coordinates()[:, :2]
-        for kk in range(3):
-            f = fem.Function(V)
-            arr = f.x.array.reshape(-1, 2)
-            if kk < 2:
-                arr[:, kk] = 1.0
-            else:
-                arr[:, 0], arr[:, 1] = -x_[:, 1], x_[:, 0]
-            vecs.append(f.x.petsc_vec.copy())
-        for i, vv in enumerate(vecs):
-            for w in vecs[:i]:
-                vv.axpy(-vv.dot(w), w)
-            vv.normalize()
-        nns = PETSc.NullSpace().create(vectors=vecs, comm=comm)
+        from .mechanics import rigid_body_modes
+
+        nns = rigid_body_modes(V)
     for _ in range(repeats):
         comm.Barrier()
         t0 = time.perf_counter()

@@ -306,28 +306,31 @@ class Mechanics:
         return float(np.quantile(d, q)) if d.size else 0.0
 
     def rigid_body_modes(self):
-        """The in-plane rigid-body modes (two translations, one rotation) as a PETSc NullSpace on V:
-        the near-null space for algebraic multigrid (each particle's own modes are local to it)."""
-        import numpy as np
-
-        x = self.V.tabulate_dof_coordinates()[:, :2]
-        vecs = []
-        for k in range(3):
-            f = fem.Function(self.V)
-            a = f.x.array.reshape(-1, 2)
-            if k < 2:
-                a[:, k] = 1.0
-            else:
-                a[:, 0], a[:, 1] = -x[:, 1], x[:, 0]
-            f.x.scatter_forward()
-            vecs.append(f.x.petsc_vec.copy())
-        # orthonormalise (PETSc requires an orthonormal basis)
-        for i, v in enumerate(vecs):
-            for w in vecs[:i]:
-                v.axpy(-v.dot(w), w)
-            v.normalize()
-        return PETSc.NullSpace().create(vectors=vecs, comm=self.comm)
+        """The in-plane rigid-body modes of V (rigid_body_modes)."""
+        return rigid_body_modes(self.V)
 
     def dofs(self) -> int:
         """Global number of displacement DoFs."""
         return self.V.dofmap.index_map.size_global * self.V.dofmap.index_map_bs
+
+
+def rigid_body_modes(V):
+    """The in-plane rigid-body modes (two translations, one rotation) of the vector space V as an
+    orthonormal PETSc NullSpace: the near-null space for algebraic multigrid (each particle's own
+    modes are local to it, so the global ones serve every particle)."""
+    vecs = []
+    x = V.tabulate_dof_coordinates()[:, :2]
+    for k in range(3):
+        f = fem.Function(V)
+        a = f.x.array.reshape(-1, 2)
+        if k < 2:
+            a[:, k] = 1.0
+        else:
+            a[:, 0], a[:, 1] = -x[:, 1], x[:, 0]
+        f.x.scatter_forward()
+        vecs.append(f.x.petsc_vec.copy())
+    for i, v in enumerate(vecs):  # PETSc requires an orthonormal basis
+        for w in vecs[:i]:
+            v.axpy(-v.dot(w), w)
+        v.normalize()
+    return PETSc.NullSpace().create(vectors=vecs, comm=V.mesh.comm)
