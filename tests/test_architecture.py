@@ -50,11 +50,7 @@ def test_a_law_from_one_file_runs_a_block_through_the_cli(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
     d = _block(law="linear_viscous_law:LinearViscous", parameters={"viscosity": eta},
                solver={"dt_initial": 1.0, "dt_max": 60.0, "max_creep_increment": 1e-4, "max_theta_increment": 0.5})
-    sys.path.insert(0, str(ROOT / "tests"))  # for validation in this process (the CLI gets PYTHONPATH)
-    try:
-        cfg_text = to_toml(validate(d))
-    finally:
-        sys.path.remove(str(ROOT / "tests"))
+    cfg_text = to_toml(validate(d))  # pytest has tests/ on the path here; the CLI gets PYTHONPATH
     (tmp_path / "c.toml").write_text(cfg_text)
     r = subprocess.run([sys.executable, "-m", "creep_cathode.cli", "run", str(tmp_path / "c.toml"), "-o",
                         str(tmp_path / "out")], capture_output=True, text=True, env=env)
@@ -70,14 +66,10 @@ def test_a_law_from_one_file_runs_a_block_through_the_cli(tmp_path):
 
 
 def test_law_schema_errors_name_the_key():
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        with pytest.raises(ConfigError, match=r"materials\.Se.*parameters\.viscosity"):
-            validate(_block(law="linear_viscous_law:LinearViscous", parameters={"viscosity": -1.0}))
-        with pytest.raises(ConfigError, match=r"materials\.Se.*parameters\.bogus"):
-            validate(_block(law="linear_viscous_law:LinearViscous", parameters={"viscosity": 1.0, "bogus": 1}))
-    finally:
-        sys.path.remove(str(ROOT / "tests"))
+    with pytest.raises(ConfigError, match=r"materials\.Se.*parameters\.viscosity"):
+        validate(_block(law="linear_viscous_law:LinearViscous", parameters={"viscosity": -1.0}))
+    with pytest.raises(ConfigError, match=r"materials\.Se.*parameters\.bogus"):
+        validate(_block(law="linear_viscous_law:LinearViscous", parameters={"viscosity": 1.0, "bogus": 1}))
     with pytest.raises(ConfigError, match=r"materials\.Se.*law.*unknown law 'nope'"):
         validate(_block(law="nope"))
     with pytest.raises(ConfigError, match=r"materials\.Se.*parameters.*takes no parameters"):
