@@ -29,10 +29,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     comm = MPI.COMM_WORLD
     rows = []
+    h = cfgmod.load_config(a.config, a.overrides).rve.mesh_size
     for s in (float(x) for x in a.mesh_scales.split(",")):
-        base = cfgmod.validate(cfgmod.apply_overrides(cfgmod.load_toml(Path(a.config)), a.overrides))
-        cfg = cfgmod.validate(cfgmod.apply_overrides(cfgmod.load_toml(Path(a.config)),
-                                                     a.overrides + [f"rve.mesh_size={base.rve.mesh_size * s!r}"]))
+        cfg = cfgmod.load_config(a.config, a.overrides + [f"rve.mesh_size={h * s!r}"])
         dom = domain.build(cfg.rve, comm, Scaling.for_config(cfg))
         row = {"mesh_scale": s, "ranks": comm.size}
         for k in a.solvers.split(","):

@@ -105,27 +105,12 @@ def fig3d(runs: list[Path], labels: list[str], img: Path | None):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import numpy as np
+        from creep_cathode.plots import fig3d_panel
 
         fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4), squeeze=False)
         for ax, (lab, pc, pp) in zip(axes[0], tables):
-            if not pc:
-                continue
-            c = pc[0]["cycle"]
-            rows = sorted((r for r in pp if r["cycle"] == c), key=lambda r: r["relative_area_discharged"])
-            x = np.arange(1, len(rows) + 1)
-            ax.bar(x - 0.2, [100 * r["relative_area_discharged"] for r in rows], 0.4, color="C0",
-                   label="end of discharge (lithiated)")
-            ax.bar(x + 0.2, [100 * r["relative_area_charged"] for r in rows], 0.4, color="C3",
-                   label="end of charge (theta = 0.22)")
-            ax.axhline(100 * pc[0]["threshold"], color="k", ls="--", lw=1, label="78 %: no creep (paper)")
-            ax.axhline(100, color="0.6", lw=0.8)
-            ax.set_xlabel("pore (sorted by its area at the end of discharge)")
-            ax.set_ylabel("area / initial area [%]")
-            ax.set_title(f"{lab}, cycle {c}: {pc[0]['pores_below_threshold']}/{pc[0]['pores']} below 78 %, "
-                         f"{pc[0]['pores_shrank']}/{pc[0]['pores']} shrank\n(paper: most of 20 below 78 %, "
-                         "8/20 shrank)", fontsize=9)
-            ax.legend(fontsize=7)
+            if pc:
+                fig3d_panel(ax, [r for r in pp if r["cycle"] == pc[0]["cycle"]], pc[0], lab)
         fig.tight_layout()
         fig.savefig(img, dpi=120)
         print(f"wrote {img}")

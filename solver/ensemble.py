@@ -209,7 +209,7 @@ def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_see
     from . import config as cfgmod
     from .sweep import case_folder, load_sweep, run_sweep
 
-    cfg = cfgmod.validate(cfgmod.apply_overrides(cfgmod.load_toml(Path(config)), list(overrides)))
+    cfg = cfgmod.load_config(config, list(overrides))
     if cfg.rve.kind != "random":
         raise cfgmod.ConfigError(f"rve.kind: an ensemble needs random packings (got {cfg.rve.kind!r}: "
                                  "every seed would give the same RVE)")

@@ -107,9 +107,6 @@ def fig3d_plot(folder, plt) -> list[Path]:
     end of discharge) the area relative to the initial one at the end of discharge and at the end of
     charge, for the first and the last cycle, with the no-creep threshold 1 - theta_charge (78 % at
     theta = 0.22) and the shares below it and that shrank during delithiation (pores_fig3d*.csv)."""
-    import numpy as np
-    from matplotlib.ticker import MaxNLocator
-
     folder = Path(folder)
     per_pore = CSVTable.read(folder / "pores_fig3d.csv")
     per_cycle = {r["cycle"]: r for r in CSVTable.read(folder / "pores_fig3d_cycles.csv")}
@@ -119,25 +116,34 @@ def fig3d_plot(folder, plt) -> list[Path]:
     chosen = [cycles[0]] + ([cycles[-1]] if len(cycles) > 1 else [])
     fig, axes = plt.subplots(1, len(chosen), figsize=(6.5 * len(chosen), 4), squeeze=False)
     for ax, c in zip(axes[0], chosen):
-        rows = sorted((r for r in per_pore if r["cycle"] == c), key=lambda r: r["relative_area_discharged"])
-        x = np.arange(1, len(rows) + 1)
-        d = [100 * r["relative_area_discharged"] for r in rows]
-        q = [100 * r["relative_area_charged"] for r in rows]
-        ax.bar(x - 0.2, d, 0.4, color="C0", label="end of discharge (lithiated)")
-        ax.bar(x + 0.2, q, 0.4, color="C3", label="end of charge (delithiated)")
-        pc = per_cycle[c]
-        ax.axhline(100 * pc["threshold"], color="k", ls="--", lw=1,
-                   label=f"no creep: {100 * pc['threshold']:.0f} % (1 - theta_charge)")
-        ax.axhline(100, color="0.6", lw=0.8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("pore (sorted by its area at the end of discharge)")
-        ax.set_ylabel("area / initial area [%]")
-        ax.set_title(f"cycle {c}: {pc['pores_below_threshold']}/{pc['pores']} below "
-                     f"{100 * pc['threshold']:.0f} %, {pc['pores_shrank']}/{pc['pores']} shrank on charge\n"
-                     "(paper, 20 pores: most below 78 %, 8/20 shrank)", fontsize=9)
-        ax.legend(fontsize=7)
+        fig3d_panel(ax, [r for r in per_pore if r["cycle"] == c], per_cycle[c])
     _save(fig, folder / "plots" / "pores_fig3d.png", files := [])
     return files
+
+
+def fig3d_panel(ax, pores: list[dict], pc: dict, label: str = "") -> None:
+    """One Fig. 3d panel on `ax`: the pores of one cycle (rows of pores_fig3d.csv), sorted by their
+    area at the end of discharge, as bars at the end of discharge and of charge, the no-creep
+    threshold 1 - theta_charge and the cycle's shares (`pc`, a row of pores_fig3d_cycles.csv)."""
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    rows = sorted(pores, key=lambda r: r["relative_area_discharged"])
+    x = np.arange(1, len(rows) + 1)
+    ax.bar(x - 0.2, [100 * r["relative_area_discharged"] for r in rows], 0.4, color="C0",
+           label="end of discharge (lithiated)")
+    ax.bar(x + 0.2, [100 * r["relative_area_charged"] for r in rows], 0.4, color="C3",
+           label="end of charge (delithiated)")
+    ax.axhline(100 * pc["threshold"], color="k", ls="--", lw=1,
+               label=f"no creep: {100 * pc['threshold']:.0f} % (1 - theta_charge)")
+    ax.axhline(100, color="0.6", lw=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("pore (sorted by its area at the end of discharge)")
+    ax.set_ylabel("area / initial area [%]")
+    ax.set_title(f"{label + ', ' if label else ''}cycle {pc['cycle']}: {pc['pores_below_threshold']}/{pc['pores']} "
+                 f"below {100 * pc['threshold']:.0f} %, {pc['pores_shrank']}/{pc['pores']} shrank on charge\n"
+                 "(paper, 20 pores: most below 78 %, 8/20 shrank)", fontsize=9)
+    ax.legend(fontsize=7)
 
 
 def pore_plot(folder, plt) -> list[Path]:
