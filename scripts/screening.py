@@ -294,7 +294,7 @@ def design_map(records: list[dict], path: Path) -> Path:
             ax.set_xscale("log")
             ax.set_xlim(xlo, xhi)
             ax.set_ylim(0, yhi)
-            side = "roller (fixed thickness)" if top == "roller" else f"{top} (dead load on the cut faces)"
+            side = "roller (fixed thickness)" if top == "roller" else f"{top} (stack pressure through a rigid platen)"
             ax.set_title(f"framework {E:g} GPa, top side: {side}", fontsize=9)
     fig.supxlabel("volume change of the active material on lithiation, ΔV/V", fontsize=9)
     fig.supylabel("homologous temperature T/T_m of the active material at the run temperature", fontsize=9)

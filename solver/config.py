@@ -224,13 +224,18 @@ class Pressure(_Strict):
     pressure: Real = Field(ge=-PRESSURE_MAX, le=PRESSURE_MAX,
                            description=f"constant pressure on that side [Pa] (> 0 compresses), |p| <= "
                                        f"{PRESSURE_MAX:g} (100x a lab cell's stack pressure)")
+    platen: Bool = Field(False, description="true: the pressure acts through a rigid platen (the side's solid "
+                                            "faces stay flat, move together and carry p x side length between "
+                                            "them, as under a current collector); false: a dead load p on each "
+                                            "solid face of the side on its own")
 
 
 Side = Union[Literal["roller", "free"], Pressure]
 
 
 class Boundary(_Strict):
-    left: Side = Field("roller", description='"roller" (zero normal displacement), "free", or {pressure = P}')
+    left: Side = Field("roller", description='"roller" (zero normal displacement), "free", {pressure = P} or '
+                                                 '{pressure = P, platen = true}')
     right: Side = Field("roller", description="as left")
     bottom: Side = Field("roller", description="as left")
     top: Side = Field("roller", description="as left")

@@ -30,7 +30,7 @@ from dolfinx import fem
 from mpi4py import MPI
 from petsc4py import PETSc
 
-from .boundary import BoundaryConditions
+from .boundary import PLATEN_PENALTY, BoundaryConditions
 from .domain import Domain
 from .material_points import MaterialPoints
 
@@ -67,7 +67,11 @@ class Mechanics:
         self.points = MaterialPoints(cfg.used_materials(), self.qphase, cfg.cycling.temperature, scaling)
         nq = self.nc * self.nqp
         self.vm_q, self.sig_q, self.J_q = np.zeros(nq), np.zeros((nq, 4)), np.ones(nq)
-        self.bc = BoundaryConditions(self.V, dom.facet_tags, cfg.boundary, scaling, deg)
+        E_max = max(max(m.youngs_modulus, (m.lithiated.youngs_modulus or 0.0) if m.lithiated else 0.0)
+                    for m in cfg.used_materials().values())
+        self.bc = BoundaryConditions(self.V, dom.facet_tags, cfg.boundary, scaling, deg, box=(self.W, self.H),
+                                     platen_stiffness=PLATEN_PENALTY * E_max / scaling.stress
+                                     / (cfg.rve.mesh_size / self.L0))
         self.bcs = self.bc.dirichlet
         self._forms(msh, q)
         self.contact = None
@@ -123,12 +127,14 @@ class Mechanics:
         R = ufl.inner(self.P, G) * dx + self.k_prox * ufl.inner(self.u - self.u_n, v) * dx
         a = self.D[i, j, k, l] * ufl.grad(du)[k, l] * G[i, j] * dx + self.k_prox * ufl.inner(du, v) * dx
         E_prox = 0.5 * self.k_prox * ufl.inner(self.u - self.u_n, self.u - self.u_n) * dx
-        R = R + self.bc.residual_terms(v)
+        R = R + self.bc.residual_terms(self.u, v)
+        a = a + self.bc.tangent_terms(du, v)
         E_extra = E_prox + self.bc.energy_terms(self.u)
         self.R_form, self.a_form, self.E_form = fem.form(R), fem.form(a), fem.form(E_extra)
         self.E_prox_form = fem.form(E_prox)
         self.A = fp.create_matrix(self.a_form)
         self.A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
+        self.bc.prepare_matrix(self.A)
         self.b = fp.create_vector(self.V)
 
     # ---------------------------------------------------------------- state (SteppableProblem)
@@ -179,6 +185,8 @@ class Mechanics:
         if not np.isfinite(e):
             return math.inf
         t0 = time.perf_counter()
+        self.u.x.array[:] = u_array
+        self.bc.update(u_array)
         e += self.comm.allreduce(fem.assemble_scalar(self.E_form), op=MPI.SUM)
         self.timers["assembly"] += time.perf_counter() - t0
         if self.contact is not None:
@@ -196,6 +204,8 @@ class Mechanics:
         self.P.x.scatter_forward()
         self.D.x.scatter_forward()
         t0 = time.perf_counter()
+        self.u.x.array[:] = u_array
+        self.bc.update(u_array)
         b, A = self.b, self.A
         with b.localForm() as bl:
             bl.set(0.0)
@@ -204,6 +214,7 @@ class Mechanics:
         A.zeroEntries()
         fp.assemble_matrix(A, self.a_form, bcs=self.bcs)
         A.assemble()
+        self.bc.add_tangent(A)
         self.timers["assembly"] += time.perf_counter() - t0
         if self.contact is not None:
             self.contact.add_gradient(b, u_array)
