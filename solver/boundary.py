@@ -140,7 +140,9 @@ class Platen:
         self.L = comm.allreduce(fem.assemble_scalar(fem.form(fem.Constant(msh, PETSc.ScalarType(1.0)) * ds)),
                                 op=MPI.SUM)
         if self.L <= 0:
-            raise ValueError(f"boundary.{side}.platen: no solid meets the {side} side, nothing for a platen to press on")
+            from .config import ConfigError  # (every rank: L is reduced)
+
+            raise ConfigError(f"boundary.{side}.platen: no solid meets the {side} side, nothing for a platen to press on")
         self.k = fem.Constant(msh, PETSc.ScalarType(k))
         self.wbar = fem.Constant(msh, PETSc.ScalarType(0.0))
         self.load = fem.Constant(msh, PETSc.ScalarType(p * length / self.L))  # p ℓ / L: the face traction
