@@ -25,15 +25,12 @@ import ufl
 from dolfinx import fem
 from petsc4py import PETSc
 
-from .tags import NORMAL_AXIS, SIDES, WALL_TAGS
+from .tags import NORMAL_AXIS, NORMAL_SIGN, SIDES, WALL_TAGS
 
 
 #: platen penalty k = PLATEN_PENALTY x E_max / h: the faces' deviation from flat is ~1e-3 of the local
 #: elastic deformation under the platen
 PLATEN_PENALTY = 1e3
-
-#: outward normal sign of each side (N = sign e_axis)
-NORMAL_SIGN = {"left": -1.0, "right": 1.0, "bottom": -1.0, "top": 1.0}
 
 
 class BoundaryConditions:
@@ -166,11 +163,19 @@ class Platen:
         self.rows, self.row_start = loc, r0
         self._block = None  # the assembled b bᵀ (owned rows x global columns)
 
-    def update(self, u_array) -> None:
+    def mean_of(self, u_array) -> float:
+        """w̄(u) = ∫_Γ N·u dS / L (collective)."""
         from mpi4py import MPI
 
-        w = float(self.b_owned @ u_array[: self.n_owned])
-        self.wbar.value = self.comm.allreduce(w, op=MPI.SUM) / self.L
+        return self.comm.allreduce(float(self.b_owned @ u_array[: self.n_owned]), op=MPI.SUM) / self.L
+
+    def update(self, u_array) -> None:
+        self.wbar.value = self.mean_of(u_array)
+
+    def add_to_vector(self, b, scale: float) -> None:
+        """b += scale x ∂w̄/∂u = scale b/L on the owned rows (b: PETSc Vec, owned layout)."""
+        with b.localForm() as bl:
+            bl.array_w[self.rows] += scale * self.b_owned[self.rows] / self.L
 
     def mean(self) -> float:
         """w̄: the platen's displacement along the outward normal (model units; after update)."""
@@ -210,5 +215,7 @@ class Platen:
         A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
         self._block = self._matrix(A, 1.0)
 
-    def add_rank_one(self, A) -> None:
-        A.axpy(-float(self.k.value) / self.L, self._block, structure=PETSc.Mat.Structure.SUBSET_NONZERO_PATTERN)
+    def add_rank_one(self, A, scale=None) -> None:
+        """A += scale b bᵀ (default −k/L: the penalty's rank-one part)."""
+        s = -float(self.k.value) / self.L if scale is None else scale
+        A.axpy(s, self._block, structure=PETSc.Mat.Structure.SUBSET_NONZERO_PATTERN)

@@ -246,6 +246,8 @@ class Boundary(_Strict):
                 not any(getattr(self, s) == "roller" for s in ("bottom", "top")):
             raise ValueError("boundary: need at least one roller among left/right and one among "
                              "bottom/top (else rigid-body motion is free)")
+        if sum(self.kind(s) == "pressure" and getattr(self, s).platen for s in ("left", "right", "bottom", "top")) > 1:
+            raise ValueError("boundary: at most one side with a platen")
         return self
 
     def kind(self, side: str) -> str:

@@ -80,7 +80,8 @@ class Mechanics:
             from .contact import BarrierContact
 
             self.contact = BarrierContact(self.V, dom.facet_tags, width=self.W, height=self.H, walls=contact.walls,
-                                          dhat=contact.dhat, kappa=contact.kappa, comm=comm, bcs=self.bcs)
+                                          dhat=contact.dhat, kappa=contact.kappa, comm=comm, bcs=self.bcs,
+                                          platen=self.bc.platens[0] if self.bc.platens else None)
             self._project_contact_always = contact.project_hessian
             self.contact.project_hessian = contact.project_hessian
             self.k_prox.value = contact.proximal

@@ -115,8 +115,14 @@ class BarrierContact:
 
     def __init__(self, V, facet_tags, *, width: float, height: float, walls: dict, dhat: float,
                  kappa: float, body_of_facet_tag=None, comm=None, bcs=None, self_contact: bool = False,
-                 threads: int = 1, pad_radius: float | None = None, length_scale: float | None = None):
+                 threads: int = 1, pad_radius: float | None = None, length_scale: float | None = None,
+                 platen=None):
         self.V = V
+        # a platen (creep_cathode.boundary.Platen) is a rigid wall on its side that moves with the
+        # mean displacement w̄(u) of the side's faces: B depends on u through w̄ too (chain rule)
+        self.platen = platen
+        if platen is not None:
+            walls = {**walls, platen.side: True}
         self.comm = comm if comm is not None else V.mesh.comm
         self.width, self.height = float(width), float(height)
         self.self_contact = bool(self_contact)
@@ -158,19 +164,27 @@ class BarrierContact:
     def _xb(self, u_array) -> np.ndarray:
         return self.X + self.surface.displacement(u_array)
 
+    def _shift(self, u_array):
+        """{side: w̄(u)} of the platen's wall, or None (collective)."""
+        if self.platen is None:
+            return None
+        w = self.platen.mean_of(u_array)
+        self.geometry.wall_shift[self.platen.side] = w
+        return {self.platen.side: w}
+
     def positions(self, u_array) -> np.ndarray:
         """Deformed positions of all collision-mesh vertices (bodies first, then static wall ends)."""
-        return self.barrier.positions(self._xb(u_array))
+        return self.barrier.positions(self._xb(u_array), self._shift(u_array))
 
     def num_active(self, u_array) -> int:
         """Number of vertex-segment pairs closer than dhat."""
-        return self.barrier.num_active(self._xb(u_array))
+        return self.barrier.num_active(self._xb(u_array), self._shift(u_array))
 
     # ------------------------------------------------------------------ potential
     def energy(self, u_array) -> float:
         """The barrier energy B(u) (same on all ranks)."""
         t = time.perf_counter()
-        e = self.barrier.energy(self._xb(u_array))
+        e = self.barrier.energy(self._xb(u_array), self._shift(u_array))
         if self.comm.size > 1:
             e = self.comm.bcast(e, root=0)
         self.stats["t_energy"] += time.perf_counter() - t
@@ -178,28 +192,71 @@ class BarrierContact:
 
     def gradient(self, u_array) -> np.ndarray:
         """dB/du on the collision DoFs (2n, vertex-major), constrained DoFs zeroed."""
-        g = self.barrier.gradient(self._xb(u_array))
+        return self._gradient(u_array)[0]
+
+    def _gradient(self, u_array):
+        g, gw = self.barrier.gradient_and_walls(self._xb(u_array), self._shift(u_array))
         g[~self.free] = 0.0
-        return g
+        return g, gw
 
     def add_gradient(self, b, u_array):
-        """b += dB/du on the rows this rank owns (b: PETSc Vec of the space V, owned layout)."""
+        """b += dB/du on the rows this rank owns (b: PETSc Vec of the space V, owned layout); with a
+        platen also dB/dw̄ ∂w̄/∂u."""
         t = time.perf_counter()
-        g = self.gradient(u_array)
+        g, gw = self._gradient(u_array)
         with b.localForm() as bl:
             arr = bl.array_w
             arr[self.surface.own_ldofs] += g[self.surface.own_cdofs]
+        if self.platen is not None:
+            self.platen.add_to_vector(b, gw[self.platen.side])
         self.stats["t_gradient"] += time.perf_counter() - t
 
     def hessian(self, u_array) -> sp.csr_matrix:
         """Barrier Hessian on the collision DoFs (2n x 2n), constrained rows/cols removed; exact, or
         projected per collision onto the PSD cone when ``project_hessian`` is set."""
-        Hs = self.barrier.hessian(self._xb(u_array), self.project_hessian)
+        return self._hessian(u_array)[0]
+
+    def _hessian(self, u_array):
+        Hs, walls = self.barrier.hessian_and_walls(self._xb(u_array), self.project_hessian, self._shift(u_array))
         if not self.free.all():
             D = sp.diags(self.free.astype(float))
             Hs = (D @ Hs @ D).tocsr()
+            walls = {k: (h * self.free, hww) for k, (h, hww) in walls.items()}
         Hs.eliminate_zeros()
-        return Hs
+        return Hs, walls
+
+    def _platen_coupling(self, h, near):
+        """The cross terms h cᵀ + c hᵀ of the platen wall (c = ∂w̄/∂u = b/L) as a matrix of owned local
+        rows x global columns, for the collision DoFs where h != 0 or `near` (padding: values 0)."""
+        pl, s = self.platen, self.surface
+        cd = np.flatnonzero((h != 0) | near)
+        hv = np.where(h[cd] != 0, h[cd], 0.0)
+        c_cols, c_vals = pl.gcols, pl.gvals / pl.L
+        rows, cols, vals = [], [], []
+        lmap = np.full(2 * self.n, -1, dtype=np.int64)
+        lmap[s.own_cdofs] = s.own_ldofs
+        own = lmap[cd] >= 0
+        if own.any():  # rows of the collision DoFs owned here: h_i c_j
+            ci = cd[own]
+            ld = lmap[ci]
+            rows.append(np.repeat(ld, len(c_cols)))
+            cols.append(np.tile(c_cols, len(ci)))
+            vals.append(np.outer(hv[own], c_vals).ravel())
+        if len(pl.rows) and len(cd):  # rows of the platen's DoFs owned here: c_i h_j
+            rows.append(np.repeat(pl.rows, len(cd)))
+            cols.append(np.tile(s.gdof[cd], len(pl.rows)))
+            vals.append(np.outer(pl.b_owned[pl.rows] / pl.L, hv).ravel())
+        if not rows:
+            return sp.csr_matrix((s.nrow_local, s.nglobal))
+        C = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(s.nrow_local, s.nglobal))
+        C.sort_indices()
+        return C
+
+    def _near_platen(self, u_array) -> np.ndarray:
+        """(2n,) collision DoFs of the vertices within 4 pad radii of the platen's wall."""
+        d = self.geometry.wall_distances(self._xb(u_array))[:, list(SIDES).index(self.platen.side)]
+        return np.repeat(d <= 4.0 * self.pad_radius, 2) & self.free
 
     def _padding(self, u_array) -> sp.csr_matrix:
         """Pattern (zeros) of all vertex pairs closer than pad_radius (collision DoFs)."""
@@ -224,11 +281,21 @@ class BarrierContact:
         ksp.reset() whenever ``pattern_version`` changes (creep_cathode.newton does it by watching
         A's nonzero count)."""
         t0 = time.perf_counter()
-        H = self.hessian(u_array)
+        H = self.hessian(u_array) if self.platen is None else self._hessian(u_array)
         t1 = time.perf_counter()
         self.stats["t_hessian"] += t1 - t0
         self.stats["hessian_calls"] += 1
-        self._merger.add(A, H, lambda: self._padding(u_array))
+        if self.platen is None:
+            self._merger.add(A, H, lambda: self._padding(u_array))
+        else:
+            H, walls = H
+            h, hww = walls[self.platen.side]
+            self._merger.add(A, H, lambda: self._padding(u_array))
+            near = self._near_platen(u_array)
+            zero = np.zeros(len(near), dtype=bool)
+            self._merger.add_local(A, self._platen_coupling(h, zero),
+                                   lambda: self._platen_coupling(np.zeros_like(h), near | (h != 0)))
+            self.platen.add_rank_one(A, hww / self.platen.L**2)
         self.stats["merges"] = self._merger.merges
         self.stats["t_insert"] += time.perf_counter() - t1
 
@@ -238,7 +305,12 @@ class BarrierContact:
         of every initial distance)."""
         t = time.perf_counter()
         xb0 = self._xb(u_array)
-        a = self.barrier.max_step(xb0, xb0 + self.surface.displacement(du_array))
+        if self.platen is None:
+            a = self.barrier.max_step(xb0, xb0 + self.surface.displacement(du_array))
+        else:
+            side = self.platen.side
+            w0, dw = self.platen.mean_of(u_array), self.platen.mean_of(du_array)
+            a = self.barrier.max_step(xb0, xb0 + self.surface.displacement(du_array), {side: w0}, {side: w0 + dw})
         if self.comm.size > 1:
             a = self.comm.allreduce(a, op=MPI.MIN)
         self.stats["t_ccd"] += time.perf_counter() - t
@@ -246,17 +318,18 @@ class BarrierContact:
 
     def min_distance(self, u_array) -> float:
         """Smallest distance among active collisions (inf when none is closer than dhat)."""
-        return self.barrier.min_distance(self._xb(u_array))
+        return self.barrier.min_distance(self._xb(u_array), self._shift(u_array))
 
     def forces(self, u_array) -> np.ndarray:
         """Contact force on each collision vertex, (n, 2) = -dB/dx (constrained DoFs included)."""
-        return -self.barrier.gradient(self._xb(u_array)).reshape(-1, 2)
+        return -self.barrier.gradient(self._xb(u_array), self._shift(u_array)).reshape(-1, 2)
 
     # ------------------------------------------------------------------ geometry / metrics
     def gaps(self, u_array, radius: float | None = None) -> dict:
         """Per collision vertex: distance to the nearest other body or wall and which one
         (creep_cathode.contact.geometry.SurfaceGeometry.gaps; radius default 10 dhat), plus
         ``gdof`` (n, 2) global DoFs."""
+        self._shift(u_array)
         out = self.geometry.gaps(self._xb(u_array), 10.0 * self.dhat if radius is None else float(radius))
         out["gdof"] = self.gdof.reshape(-1, 2).copy()
         return out
@@ -264,4 +337,5 @@ class BarrierContact:
     def contact_lengths(self, u_array, tol: float, phase_of_body: dict):
         """Boundary length of each phase in contact with each phase, a wall or anything, and the
         total boundary length per phase (SurfaceGeometry.contact_lengths) at displacement u."""
+        self._shift(u_array)
         return self.geometry.contact_lengths(self._xb(u_array), tol, phase_of_body)

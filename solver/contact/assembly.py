@@ -66,7 +66,10 @@ class HessianMerger:
     def add(self, A, H: sp.csr_matrix, padding) -> None:
         """A += H on the owned rows (collective). `padding()` returns a collision-DoF matrix of
         zeros at the pairs that should enter the pattern too, called only when it grows."""
-        C = self.owned_rows(H)
+        self.add_local(A, self.owned_rows(H), lambda: self.owned_rows(padding()))
+
+    def add_local(self, A, C: sp.csr_matrix, padding) -> None:
+        """A += C, C in (owned local rows) x (global columns); `padding()` likewise (collective)."""
         comm = self.comm
         if not A.assembled:
             A.assemble()
@@ -77,7 +80,7 @@ class HessianMerger:
         new = comm.allreduce(bool(new), op=MPI.LOR)
         if new:
             # union of the Hessian entries and zero padding for nearby pairs
-            Ch, Pc = C.tocoo(), self.owned_rows(padding()).tocoo()
+            Ch, Pc = C.tocoo(), padding().tocoo()
             rows = np.concatenate([Ch.row, Pc.row])
             cols = np.concatenate([Ch.col, Pc.col])
             vals = np.concatenate([Ch.data, np.zeros(len(Pc.data))])

@@ -9,7 +9,9 @@ over the unsigned distances d_k < dhat between each vertex and each segment of a
 B is a boundary integral, independent of the mesh, and kappa is a stress (see
 `contact.barrier_pressure`). Rigid walls (`walls[side]`) are static segments along the box
 sides, extended beyond the corners. Vertices on a box side at rest never collide with that
-side's wall; same-body pairs are filtered out unless `self_contact`.
+side's wall; same-body pairs are filtered out unless `self_contact`. A wall may be shifted along
+its outward normal by w (`shift = {side: w}`, a platen's mean displacement w̄(u)); `wall_terms`
+gives the derivatives of B with respect to w, which the caller chains to the DoFs through w̄(u).
 
 Works on the deformed body-vertex positions xb (n, 2) (model units); gradients and Hessians are
 on the 2n collision DoFs, vertex-major. ipctk is fed coordinates divided by the length scale Lc
@@ -26,7 +28,7 @@ import scipy.sparse as sp
 
 import ipctk
 
-from ..tags import SIDES
+from ..tags import NORMAL_AXIS, NORMAL_SIGN, SIDES
 from .geometry import WALL_ID, SurfaceGeometry
 
 
@@ -52,8 +54,10 @@ class Barrier:
                 "bottom": [(-ext, 0.0), (W + ext, 0.0)], "top": [(-ext, H), (W + ext, H)]}
         wv, we, patch = [], [], list(g.vbody)
         excl = {}
+        self.wall_ends = {}  # {side: (i0, i0 + 1)} collision-mesh indices of a wall's two ends
         for s in (s for s in SIDES if g.walls[s]):
             i0 = n + len(wv)
+            self.wall_ends[s] = (i0, i0 + 1)
             wv += ends[s]
             we.append((i0, i0 + 1))
             patch += [WALL_ID[s], WALL_ID[s]]
@@ -78,59 +82,83 @@ class Barrier:
             raise ValueError("contact: bodies touch or overlap in the reference configuration (a particle "
                              "vertex at distance 0 from another particle or a rigid wall)")
 
-    def positions(self, xb) -> np.ndarray:
-        """All collision-mesh vertices: the body vertices xb, then the static wall ends."""
+    def positions(self, xb, shift=None) -> np.ndarray:
+        """All collision-mesh vertices: the body vertices xb, then the wall ends (shifted by
+        `shift` = {side: w} along the side's outward normal)."""
         x = self.rest.copy()
         x[: self.geometry.n] = xb
+        for side, w in (shift or {}).items():
+            x[list(self.wall_ends[side]), NORMAL_AXIS[side]] += NORMAL_SIGN[side] * w
         return x
 
-    def _state(self, xb):
-        """(scaled positions, active collisions), cached for the last xb."""
-        key = np.ascontiguousarray(xb).tobytes()
+    def _state(self, xb, shift=None):
+        """(scaled positions, active collisions), cached for the last xb and shift."""
+        key = np.ascontiguousarray(xb).tobytes() + repr(sorted((shift or {}).items())).encode()
         if self._key != key:
-            xn = np.asfortranarray(self.positions(xb) / self.Lc)
+            xn = np.asfortranarray(self.positions(xb, shift) / self.Lc)
             col = ipctk.NormalCollisions()
             col.use_area_weighting = True
             col.build(self.cm, xn, self._dhat_n)
             self._key, self._xn, self._collisions = key, xn, col
         return self._xn, self._collisions
 
-    def num_active(self, xb) -> int:
+    def num_active(self, xb, shift=None) -> int:
         """Number of vertex-segment pairs closer than dhat."""
-        return len(self._state(xb)[1])
+        return len(self._state(xb, shift)[1])
 
-    def energy(self, xb) -> float:
+    def energy(self, xb, shift=None) -> float:
         """B at positions xb."""
-        x, col = self._state(xb)
+        x, col = self._state(xb, shift)
         return float(self.potential(col, self.cm, x)) if len(col) else 0.0
 
-    def gradient(self, xb) -> np.ndarray:
-        """dB/dx on the 2n collision DoFs (vertex-major)."""
-        x, col = self._state(xb)
-        if not len(col):
-            return np.zeros(2 * self.geometry.n)
-        return np.asarray(self.potential.gradient(col, self.cm, x))[: 2 * self.geometry.n] / self.Lc
+    def _wall_dofs(self, side) -> list:
+        a = NORMAL_AXIS[side]
+        return [2 * v + a for v in self.wall_ends[side]]
 
-    def hessian(self, xb, project: bool) -> sp.csr_matrix:
-        """d2B/dx2 on the 2n collision DoFs (CSR), exact or projected per collision onto the PSD cone."""
-        x, col = self._state(xb)
+    def gradient(self, xb, shift=None) -> np.ndarray:
+        """dB/dx on the 2n collision DoFs (vertex-major)."""
+        return self.gradient_and_walls(xb, shift)[0]
+
+    def gradient_and_walls(self, xb, shift=None):
+        """(dB/dx on the 2n collision DoFs, {side: dB/dw} for the shifted walls)."""
+        x, col = self._state(xb, shift)
         m = 2 * self.geometry.n
         if not len(col):
-            return sp.csr_matrix((m, m))
-        method = self.psd_method if project else ipctk.PSDProjectionMethod.NONE
-        Hs = self.potential.hessian(col, self.cm, x, project_hessian_to_psd=method)
-        return sp.csr_matrix(Hs)[:m, :m] / self.Lc**2
+            return np.zeros(m), {side: 0.0 for side in (shift or {})}
+        g = np.asarray(self.potential.gradient(col, self.cm, x)) / self.Lc
+        gw = {side: NORMAL_SIGN[side] * float(g[self._wall_dofs(side)].sum()) for side in (shift or {})}
+        return g[:m], gw
 
-    def max_step(self, xb0, xb1) -> float:
-        """Largest alpha in (0, 1] such that the straight path xb0 -> xb1 is collision free
-        (ipctk tight-inclusion CCD with its conservative rescaling: keeps >= 20 % of every gap)."""
-        x0, x1 = self.positions(xb0), self.positions(xb1)
+    def hessian(self, xb, project: bool, shift=None) -> sp.csr_matrix:
+        """d2B/dx2 on the 2n collision DoFs (CSR), exact or projected per collision onto the PSD cone."""
+        return self.hessian_and_walls(xb, project, shift)[0]
+
+    def hessian_and_walls(self, xb, project: bool, shift=None):
+        """(d2B/dx2 on the 2n collision DoFs, {side: (d2B/dx dw (2n,), d2B/dw2)} for the shifted walls)."""
+        x, col = self._state(xb, shift)
+        m = 2 * self.geometry.n
+        if not len(col):
+            return sp.csr_matrix((m, m)), {side: (np.zeros(m), 0.0) for side in (shift or {})}
+        method = self.psd_method if project else ipctk.PSDProjectionMethod.NONE
+        Hs = sp.csr_matrix(self.potential.hessian(col, self.cm, x, project_hessian_to_psd=method)) / self.Lc**2
+        walls = {}
+        for side in (shift or {}):
+            j, sg = self._wall_dofs(side), NORMAL_SIGN[side]
+            cols = Hs[:, j].toarray().sum(axis=1) * sg
+            walls[side] = (cols[:m], float(cols[j].sum() * sg))
+        return Hs[:m, :m], walls
+
+    def max_step(self, xb0, xb1, shift0=None, shift1=None) -> float:
+        """Largest alpha in (0, 1] such that the straight path xb0 -> xb1 (walls shift0 -> shift1) is
+        collision free (ipctk tight-inclusion CCD with its conservative rescaling: keeps >= 20 % of
+        every gap)."""
+        x0, x1 = self.positions(xb0, shift0), self.positions(xb1, shift1)
         return float(ipctk.compute_collision_free_stepsize(self.cm, np.asfortranarray(x0 / self.Lc),
                                                            np.asfortranarray(x1 / self.Lc)))
 
-    def min_distance(self, xb) -> float:
+    def min_distance(self, xb, shift=None) -> float:
         """Smallest distance among active collisions (inf when none is closer than dhat)."""
-        x, col = self._state(xb)
+        x, col = self._state(xb, shift)
         if not len(col):
             return math.inf
         return float(np.sqrt(col.compute_minimum_distance(self.cm, x))) * self.Lc

@@ -43,9 +43,12 @@ class SurfaceGeometry:
     vbody: np.ndarray = field(init=False)
     on_side: dict = field(init=False)  # {side: (n,) vertices on that box side at rest}
     geom_tol: float = field(init=False)
+    #: {side: displacement of that wall along its outward normal} (a platen's w̄; 0: at the box side)
+    wall_shift: dict = field(init=False)
 
     def __post_init__(self):
         self.walls = {s: bool(self.walls.get(s, False)) for s in SIDES}
+        self.wall_shift = {s: 0.0 for s in SIDES}
         n = len(self.X)
         self.vbody = np.zeros(n, dtype=np.int64)
         self.vbody[self.E[:, 0]] = self.edge_body
@@ -94,7 +97,7 @@ class SurfaceGeometry:
         dist = {"left": xb[:, 0], "right": W - xb[:, 0], "bottom": xb[:, 1], "top": H - xb[:, 1]}
         for k, s in enumerate(SIDES):
             if self.walls[s]:
-                d = np.maximum(dist[s], 0.0)
+                d = np.maximum(dist[s] + self.wall_shift[s], 0.0)
                 d[self.on_side[s]] = np.inf
                 D[:, k] = d
         return D
