@@ -81,6 +81,41 @@ def stack(run: Path, img: Path | None):
         print(f"\nwrote {img}")
 
 
+def stack_snapshots(run: Path, img: Path) -> None:
+    """The RVE at rest, at the first lithiated and at the last delithiated state, coloured by von
+    Mises, with the platen's level (the box height of that state)."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    cy = CSVTable.read(run / "cycles.csv")
+    last_d = [r for r in cy if r["state"] == "delithiated"][-1]
+    states = [("initial", 0, 0.0), ("lithiated", 1, cy[0]["height_change"]),
+              ("delithiated", last_d["cycle"], last_d["height_change"])]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.6))
+    for ax, (state, c, hc) in zip(axes, states):
+        z = np.load(run / "fields" / f"snapshot_cycle{c:03d}_{state}.npz")
+        W, H = float(z["width"]) * 1e6, float(z["height"]) * 1e6
+        tri = z["tri"] * 1e6
+        pc = PolyCollection(tri, array=z["vm"] / 1e9, cmap="jet", edgecolors="face", linewidths=0.05)
+        pc.set_clim(0, 0.4)
+        ax.add_collection(pc)
+        ax.axhline(H * (1 + hc), color="k", lw=1.5)
+        ax.set_xlim(-0.3, W + 0.3)
+        ax.set_ylim(-0.3, 1.3 * H)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x [µm]")
+        ax.set_title(f"cycle {c}, {state}: platen {100 * hc:+.1f} %,\nhighest solid point {tri[..., 1].max() - H * (1 + hc):+.2f} µm "
+                     "from it", fontsize=8)
+    axes[0].set_ylabel("y [µm]")
+    fig.colorbar(pc, ax=axes.tolist(), label="von Mises [GPa]", shrink=0.7)
+    fig.savefig(img, dpi=110)
+    print(f"wrote {img}")
+
+
 def fig3d(runs: list[Path], labels: list[str], img: Path | None):
     from creep_cathode.pores import write_pores_csv
 
@@ -167,6 +202,7 @@ def main(argv=None):
     a = sub.add_parser("stack")
     a.add_argument("run", type=Path)
     a.add_argument("--img", type=Path)
+    a.add_argument("--snapshots", type=Path, help="also draw the RVE at rest, first lithiated, last delithiated")
     b = sub.add_parser("fig3d")
     b.add_argument("runs", type=Path, nargs="+")
     b.add_argument("--labels", nargs="+")
@@ -178,6 +214,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.cmd == "stack":
         stack(args.run, args.img)
+        if args.snapshots:
+            stack_snapshots(args.run, args.snapshots)
     elif args.cmd == "fig3d":
         fig3d(args.runs, args.labels or [r.name for r in args.runs], args.img)
     else:
