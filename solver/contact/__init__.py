@@ -281,16 +281,13 @@ class BarrierContact:
         ksp.reset() whenever ``pattern_version`` changes (creep_cathode.newton does it by watching
         A's nonzero count)."""
         t0 = time.perf_counter()
-        H = self.hessian(u_array) if self.platen is None else self._hessian(u_array)
+        H, walls = self._hessian(u_array)
         t1 = time.perf_counter()
         self.stats["t_hessian"] += t1 - t0
         self.stats["hessian_calls"] += 1
-        if self.platen is None:
-            self._merger.add(A, H, lambda: self._padding(u_array))
-        else:
-            H, walls = H
+        self._merger.add(A, H, lambda: self._padding(u_array))
+        if self.platen is not None:
             h, hww = walls[self.platen.side]
-            self._merger.add(A, H, lambda: self._padding(u_array))
             near = self._near_platen(u_array)
             zero = np.zeros(len(near), dtype=bool)
             self._merger.add_local(A, self._platen_coupling(h, zero),
