@@ -399,22 +399,9 @@ def test_platen_without_solid_on_its_side_is_a_config_error(tmp_path):
     """A platen on a side that no particle reaches has nothing to press on: exit 2 naming the key."""
     from test_robustness import run_cli
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("""
-[rve]
-kind = "particles"
-width = 8e-6
-height = 8e-6
-mesh_size = 0.5e-6
-min_gap = 0.1e-6
-particles = [{ phase = "Se", center = [4e-6, 3e-6], radius = 2.6e-6 }]
-[boundary]
-top = { pressure = 10e6, platen = true }
-[materials.Se]
-use = "Se"
-[cycling]
-protocol = ["Rest for 1 min"]
-""")
+    cfg = tmp_path / "c.toml"  # the pillars of PLATEN_TOML reach the top and bottom, not the left side
+    cfg.write_text(PLATEN_TOML.replace("top = { pressure = 100e6, platen = true }",
+                                       "left = { pressure = 10e6, platen = true }"))
     rc, out, err = run_cli(["run", str(cfg), "-o", str(tmp_path / "out")])
     assert rc == 2
-    assert "boundary.top.platen" in err
+    assert "boundary.left.platen" in err

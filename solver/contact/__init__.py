@@ -168,9 +168,7 @@ class BarrierContact:
         """{side: w̄(u)} of the platen's wall, or None (collective)."""
         if self.platen is None:
             return None
-        w = self.platen.mean_of(u_array)
-        self.geometry.wall_shift[self.platen.side] = w
-        return {self.platen.side: w}
+        return {self.platen.side: self.platen.mean_of(u_array)}
 
     def positions(self, u_array) -> np.ndarray:
         """Deformed positions of all collision-mesh vertices (bodies first, then static wall ends)."""
@@ -230,7 +228,7 @@ class BarrierContact:
         rows x global columns, for the collision DoFs where h != 0 or `near` (padding: values 0)."""
         pl, s = self.platen, self.surface
         cd = np.flatnonzero((h != 0) | near)
-        hv = np.where(h[cd] != 0, h[cd], 0.0)
+        hv = h[cd]
         c_cols, c_vals = pl.gcols, pl.gvals / pl.L
         rows, cols, vals = [], [], []
         lmap = np.full(2 * self.n, -1, dtype=np.int64)
@@ -255,7 +253,7 @@ class BarrierContact:
 
     def _near_platen(self, u_array) -> np.ndarray:
         """(2n,) collision DoFs of the vertices within 4 pad radii of the platen's wall."""
-        d = self.geometry.wall_distances(self._xb(u_array))[:, list(SIDES).index(self.platen.side)]
+        d = self.geometry.wall_distances(self._xb(u_array), self._shift(u_array))[:, list(SIDES).index(self.platen.side)]
         return np.repeat(d <= 4.0 * self.pad_radius, 2) & self.free
 
     def _padding(self, u_array) -> sp.csr_matrix:
@@ -288,10 +286,8 @@ class BarrierContact:
         self._merger.add(A, H, lambda: self._padding(u_array))
         if self.platen is not None:
             h, hww = walls[self.platen.side]
-            near = self._near_platen(u_array)
-            zero = np.zeros(len(near), dtype=bool)
-            self._merger.add_local(A, self._platen_coupling(h, zero),
-                                   lambda: self._platen_coupling(np.zeros_like(h), near | (h != 0)))
+            self._merger.add_local(A, self._platen_coupling(h, np.zeros(len(h), dtype=bool)),
+                                   lambda: self._platen_coupling(np.zeros_like(h), self._near_platen(u_array) | (h != 0)))
             self.platen.add_rank_one(A, hww / self.platen.L**2)
         self.stats["merges"] = self._merger.merges
         self.stats["t_insert"] += time.perf_counter() - t1
@@ -326,13 +322,12 @@ class BarrierContact:
         """Per collision vertex: distance to the nearest other body or wall and which one
         (creep_cathode.contact.geometry.SurfaceGeometry.gaps; radius default 10 dhat), plus
         ``gdof`` (n, 2) global DoFs."""
-        self._shift(u_array)
-        out = self.geometry.gaps(self._xb(u_array), 10.0 * self.dhat if radius is None else float(radius))
+        out = self.geometry.gaps(self._xb(u_array), 10.0 * self.dhat if radius is None else float(radius),
+                                 self._shift(u_array))
         out["gdof"] = self.gdof.reshape(-1, 2).copy()
         return out
 
     def contact_lengths(self, u_array, tol: float, phase_of_body: dict):
         """Boundary length of each phase in contact with each phase, a wall or anything, and the
         total boundary length per phase (SurfaceGeometry.contact_lengths) at displacement u."""
-        self._shift(u_array)
-        return self.geometry.contact_lengths(self._xb(u_array), tol, phase_of_body)
+        return self.geometry.contact_lengths(self._xb(u_array), tol, phase_of_body, self._shift(u_array))

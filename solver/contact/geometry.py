@@ -43,12 +43,9 @@ class SurfaceGeometry:
     vbody: np.ndarray = field(init=False)
     on_side: dict = field(init=False)  # {side: (n,) vertices on that box side at rest}
     geom_tol: float = field(init=False)
-    #: {side: displacement of that wall along its outward normal} (a platen's w̄; 0: at the box side)
-    wall_shift: dict = field(init=False)
 
     def __post_init__(self):
         self.walls = {s: bool(self.walls.get(s, False)) for s in SIDES}
-        self.wall_shift = {s: 0.0 for s in SIDES}
         n = len(self.X)
         self.vbody = np.zeros(n, dtype=np.int64)
         self.vbody[self.E[:, 0]] = self.edge_body
@@ -89,20 +86,22 @@ class SurfaceGeometry:
         k = d <= r
         return vi[k], ei[k], d[k]
 
-    def wall_distances(self, xb):
+    def wall_distances(self, xb, shift=None):
         """(n, 4) distance of each vertex to each wall line, in SIDES order (inf: no wall there,
-        or the vertex lies on that side at rest: cut faces never collide with their own side)."""
+        or the vertex lies on that side at rest: cut faces never collide with their own side);
+        `shift` = {side: w} moves that wall by w along its outward normal (a platen)."""
+        shift = shift or {}
         W, H = self.width, self.height
         D = np.full((self.n, 4), np.inf)
         dist = {"left": xb[:, 0], "right": W - xb[:, 0], "bottom": xb[:, 1], "top": H - xb[:, 1]}
         for k, s in enumerate(SIDES):
             if self.walls[s]:
-                d = np.maximum(dist[s] + self.wall_shift[s], 0.0)
+                d = np.maximum(dist[s] + shift.get(s, 0.0), 0.0)
                 d[self.on_side[s]] = np.inf
                 D[:, k] = d
         return D
 
-    def gaps(self, xb, radius: float) -> dict:
+    def gaps(self, xb, radius: float, shift=None) -> dict:
         """Per vertex: distance to the nearest other body or wall within `radius`, and which one.
 
         Returns dict: ``x`` (n, 2) positions, ``body`` (n,) own body id, ``dist`` (n,) (inf when
@@ -118,14 +117,14 @@ class SurfaceGeometry:
             firsts = np.r_[True, vi_s[1:] != vi_s[:-1]]
             dist[vi_s[firsts]] = d_s[firsts]
             other[vi_s[firsts]] = self.edge_body[ei_s[firsts]]
-        Dw = self.wall_distances(xb)
+        Dw = self.wall_distances(xb, shift)
         for k, s in enumerate(SIDES):
             m = (Dw[:, k] < dist) & (Dw[:, k] <= r)
             dist[m] = Dw[m, k]
             other[m] = WALL_ID[s]
         return {"x": xb, "body": self.vbody.copy(), "dist": dist, "other": other}
 
-    def contact_lengths(self, xb, tol: float, phase_of_body: dict):
+    def contact_lengths(self, xb, tol: float, phase_of_body: dict, shift=None):
         """Deformed boundary length of each phase in contact with each phase, a wall, or anything.
 
         A boundary point is in contact with category B when its distance to the nearest body of
@@ -148,7 +147,7 @@ class SurfaceGeometry:
             pidx = {p: i for i, p in enumerate(phases)}
             ebody_phase = np.array([pidx[phase_of_body[int(b)]] for b in self.edge_body])
             np.minimum.at(D, (vi, ebody_phase[ei]), d)
-        D[:, -1] = self.wall_distances(xb).min(axis=1)
+        D[:, -1] = self.wall_distances(xb, shift).min(axis=1)
         seg_len = self.segment_lengths(xb)
         vphase = np.array([phase_of_body[int(b)] for b in self.edge_body])
         lengths, totals = {}, {}
