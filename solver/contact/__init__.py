@@ -62,7 +62,8 @@ from mpi4py import MPI
 
 from ..tags import PORE_TAG, SIDES, WALL_TAGS  # noqa: F401  (re-exported)
 from .assembly import HessianMerger
-from .barrier import Barrier
+from .barrier import Barrier, SmoothBarrier
+import os
 from .geometry import WALL_ID, SurfaceGeometry  # noqa: F401  (re-exported)
 from .params import ContactParameters  # noqa: F401  (re-exported)
 from .surface import CollisionSurface
@@ -129,7 +130,13 @@ class BarrierContact:
         self.surface = s = CollisionSurface(V, facet_tags, body_of_facet_tag, self.comm)
         self.geometry = g = SurfaceGeometry(s.X, s.E, s.edge_body, self.width, self.height, walls)
         Lc = float(length_scale) if length_scale else max(self.width, self.height)
-        self.barrier = Barrier(g, dhat, kappa, Lc, self_contact=self_contact, threads=threads)
+        if os.environ.get("CC_SMOOTH"):
+            kw = {k: float(v) for k, v in (a.split("=") for a in os.environ["CC_SMOOTH"].split(",") if "=" in a)}
+            if "r" in kw: kw["r"] = int(kw["r"])
+            self.barrier = SmoothBarrier(g, dhat, kappa, Lc, self_contact=self_contact, threads=threads, **kw)
+            print("SMOOTH barrier scale", self.barrier.scale, kw, flush=True)
+        else:
+            self.barrier = Barrier(g, dhat, kappa, Lc, self_contact=self_contact, threads=threads)
         self.dhat, self.kappa, self.Lc = self.barrier.dhat, self.barrier.kappa, Lc
         self.walls = g.walls
         self.n, self.X, self.E, self.vbody, self.edge_body = s.n, s.X, s.E, g.vbody, s.edge_body

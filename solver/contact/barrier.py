@@ -162,3 +162,86 @@ class Barrier:
         if not len(col):
             return math.inf
         return float(np.sqrt(col.compute_minimum_distance(self.cm, x))) * self.Lc
+
+
+class SmoothBarrier(Barrier):
+    """TRIAL: ipctk 1.6 SmoothPotential (geometric contact potential) in place of the point-segment
+    log barrier; scaled so that a flat body-body contact carries the log barrier's pressure at
+    gap s_ref dhat."""
+
+    def __init__(self, geometry, dhat, kappa, length_scale, self_contact=False, threads=1,
+                 r=1, s_ref=0.05, alpha_t=1.0, beta_t=0.0, alpha_n=0.1, beta_n=0.0):
+        super().__init__(geometry, dhat, kappa, length_scale, self_contact, threads)
+        self.param = ipctk.SmoothContactParameters(self._dhat_n, alpha_t, beta_t, alpha_n, beta_n, int(r))
+        self.spot = ipctk.SmoothPotential(self.param)
+        self.scale = 1.0
+        seg = geometry.segment_lengths()
+        hm = float(seg.mean()) / self.Lc
+        # calibration: two straight parallel polylines, 80 segments of the mean length, gap s_ref dhat
+        m = 80
+        xs = np.arange(m + 1) * hm
+        d = s_ref * self._dhat_n
+        V = np.vstack([np.c_[xs, np.zeros_like(xs)], np.c_[xs, np.full_like(xs, d)]])
+        E = np.vstack([np.c_[np.arange(m), np.arange(1, m + 1)],
+                       np.c_[np.arange(m + 2, 2 * m + 2), np.arange(m + 1, 2 * m + 1)]]).astype(np.int32)
+        cm = ipctk.CollisionMesh(np.asfortranarray(V), np.asfortranarray(E), np.zeros((0, 3), np.int32))
+        col = ipctk.SmoothCollisions()
+        col.build(cm, np.asfortranarray(V), self.param)
+        g = np.asarray(self.spot.gradient(col, cm, np.asfortranarray(V))).reshape(-1, 2)
+        # force per unit (scaled) length on the middle half of the upper line
+        mid = slice(m + 1 + m // 4, m + 1 + 3 * m // 4)
+        f_unit = -g[mid, 1].sum() / (hm * (3 * m // 4 - m // 4))
+        s = s_ref
+        gs = 2.0 * s * (4.0 * (1.0 - s**2) * np.log(1.0 / s) + (1.0 - s**2) ** 2 / s**2)
+        # log barrier pressure kappa g(s) in model units; B_smooth = scale * P(x / Lc): force per model
+        # length = scale * f_unit / Lc^2
+        self.scale = self.kappa * gs * self.Lc**2 / f_unit
+        self._key = None
+
+    def _state(self, xb, shift=None):
+        key = np.ascontiguousarray(xb).tobytes() + repr(sorted((shift or {}).items())).encode()
+        if self._key != key:
+            xn = np.asfortranarray(self.positions(xb, shift) / self.Lc)
+            col = ipctk.SmoothCollisions()
+            if hasattr(self, "param"):
+                col.build(self.cm, xn, self.param)
+            else:
+                col = ipctk.NormalCollisions(); col.use_area_weighting = True; col.build(self.cm, xn, self._dhat_n)
+            self._key, self._xn, self._collisions = key, xn, col
+        return self._xn, self._collisions
+
+    def num_active(self, xb, shift=None):
+        return int(self._state(xb, shift)[1].n_candidates())
+
+    def energy(self, xb, shift=None):
+        x, col = self._state(xb, shift)
+        return self.scale * float(self.spot(col, self.cm, x)) if not col.empty() else 0.0
+
+    def gradient_and_walls(self, xb, shift=None):
+        x, col = self._state(xb, shift)
+        m = 2 * self.geometry.n
+        if col.empty():
+            return np.zeros(m), {side: 0.0 for side in (shift or {})}
+        g = self.scale * np.asarray(self.spot.gradient(col, self.cm, x)).ravel() / self.Lc
+        gw = {side: NORMAL_SIGN[side] * float(g[self._wall_dofs(side)].sum()) for side in (shift or {})}
+        return g[:m], gw
+
+    def hessian_and_walls(self, xb, project, shift=None):
+        x, col = self._state(xb, shift)
+        m = 2 * self.geometry.n
+        if col.empty():
+            return sp.csr_matrix((m, m)), {side: (np.zeros(m), 0.0) for side in (shift or {})}
+        method = self.psd_method if project else ipctk.PSDProjectionMethod.NONE
+        Hs = self.scale * sp.csr_matrix(self.spot.hessian(col, self.cm, x, project_hessian_to_psd=method)) / self.Lc**2
+        walls = {}
+        for side in (shift or {}):
+            j, sg = self._wall_dofs(side), NORMAL_SIGN[side]
+            cols = Hs[:, j].toarray().sum(axis=1) * sg
+            walls[side] = (cols[:m], float(cols[j].sum() * sg))
+        return Hs[:m, :m], walls
+
+    def min_distance(self, xb, shift=None):
+        x, col = self._state(xb, shift)
+        if col.empty():
+            return math.inf
+        return float(np.sqrt(col.compute_minimum_distance(self.cm, x))) * self.Lc
