@@ -226,3 +226,62 @@ def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_see
     res = write_summary(out, [case_folder(out, c) for c in sw["cases"]])
     res["code"] = code
     return res
+
+
+# ---------------------------------------------------------------------- RVE size study
+def size_rows(ensembles: dict, cycle: int | None = None, state: str = "lithiated") -> list[dict]:
+    """The RVE-size study of issue 14: per box size, the ensemble's 95 % half-widths at one
+    (cycle, state) against the criterion (`criterion`: <= 3 points for contact ratios, <= 5 % of
+    the mean for mean stresses).
+
+    `ensembles` maps the box size [m] to its summary (the rows of ensemble.csv). `cycle` None: the
+    last cycle that every size reached in `state`. Returns one row per size, smallest first:
+    {"size", "cycle", "n", "columns": {column: (mean, half-width, limit, ok)}, "ok"} ("ok": every
+    criterion column met; False when a half-width is undefined, n < 2)."""
+    sel = {s: {int(r["cycle"]): r for r in rows if r["state"] == state} for s, rows in ensembles.items()}
+    sel = {s: by for s, by in sel.items() if by}
+    if not sel:
+        return []
+    if cycle is None:
+        cycle = min(max(by) for by in sel.values())
+    out = []
+    for size in sorted(sel):
+        row = sel[size].get(cycle)
+        if row is None:
+            continue
+        crit = criterion(row)
+        cols = {c: (row.get(f"{c}_mean", math.nan), hw, lim, ok) for c, (hw, lim, ok) in crit.items()}
+        n = min((int(row.get(f"{c}_n", 0) or 0) for c in crit), default=0)
+        out.append({"size": float(size), "cycle": cycle, "n": n, "columns": cols,
+                    "ok": bool(cols) and all(v[3] for v in cols.values())})
+    return out
+
+
+def smallest_rve(rows: list[dict]) -> float | None:
+    """The smallest box size [m] whose ensemble meets every criterion (`size_rows`), or None."""
+    return next((r["size"] for r in rows if r["ok"]), None)
+
+
+def size_md(rows: list[dict]) -> str:
+    """Markdown: per box size, mean ± 95 % half-width of the criterion columns, each marked by
+    whether it meets the criterion, and the smallest size that meets all of them."""
+    if not rows:
+        return "(no ensemble reached a common state)\n"
+    cols = list(dict.fromkeys(c for r in rows for c in r["columns"]))
+    unit = {c: (100, "%", "points") if c.startswith("contact_") else (1e-6, "MPa", "") for c in cols}
+    head = "| box | n | " + " | ".join(f"{c} [{unit[c][1]}]" for c in cols) + " | all met |\n"
+    lines = [f"state: {rows[0]['cycle']}, fully lithiated; criterion: 95 % half-width <= 3 points (contact "
+             f"ratios), <= 5 % of the mean (mean stresses); yes/no per value\n\n", head,
+             "|---" * (len(cols) + 3) + "|\n"]
+    for r in rows:
+        cells = []
+        for c in cols:
+            m, h, lim, ok = r["columns"].get(c, (math.nan, math.nan, math.nan, False))
+            s, _, _ = unit[c]
+            cells.append(f"{m * s:.1f} ± {h * s:.1f} ({'yes' if ok else 'no'})" if math.isfinite(h)
+                         else f"{m * s:.1f} (n < 2)")
+        lines.append(f"| {r['size'] * 1e6:g} µm | {r['n']} | " + " | ".join(cells) + f" | {'yes' if r['ok'] else 'no'} |\n")
+    best = smallest_rve(rows)
+    lines.append("\nsmallest box meeting every criterion: "
+                 + (f"{best * 1e6:g} µm\n" if best is not None else "none of these\n"))
+    return "".join(lines)

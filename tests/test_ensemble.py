@@ -91,3 +91,29 @@ def test_ensemble_refuses_fixed_particles(tmp_path, capsys):
     assert main(["ensemble", str(cfg), "-o", str(tmp_path / "e"), "--seeds", "2"]) == 2
     assert "rve.kind: an ensemble needs random packings" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+def test_rve_size_study_picks_the_smallest_box_meeting_the_criterion():
+    """Synthetic ensembles whose half-widths shrink with the box: the 32 µm box is the first whose
+    contact half-widths are <= 3 points and stress half-widths <= 5 % of the mean."""
+    from creep_cathode.ensemble import size_md, size_rows, smallest_rve
+
+    def ens(hw_contact, hw_stress_rel, n=5, cycles=(1, 20)):
+        return [{"cycle": c, "state": s, "contact_Se_Se_mean": 0.6, "contact_Se_Se_ci95": hw_contact,
+                 "contact_Se_Se_n": n, "vm_mean_Se_Pa_mean": 1e8, "vm_mean_Se_Pa_ci95": hw_stress_rel * 1e8,
+                 "vm_mean_Se_Pa_n": n} for c in cycles for s in ("lithiated", "delithiated")]
+
+    ensembles = {16e-6: ens(0.08, 0.04), 24e-6: ens(0.04, 0.02), 32e-6: ens(0.025, 0.049, cycles=(1, 20, 21)),
+                 48e-6: ens(0.01, 0.01)}
+    rows = size_rows(ensembles)
+    assert [r["size"] for r in rows] == [16e-6, 24e-6, 32e-6, 48e-6]
+    assert {r["cycle"] for r in rows} == {20}  # the last cycle every size reached
+    assert [r["ok"] for r in rows] == [False, False, True, True]
+    assert rows[0]["columns"]["vm_mean_Se_Pa"][3] and not rows[0]["columns"]["contact_Se_Se"][3]
+    assert smallest_rve(rows) == 32e-6
+    md = size_md(rows)
+    assert "| 24 µm | 5 | 60.0 ± 4.0 (no) | 100.0 ± 2.0 (yes) | no |" in md
+    assert "smallest box meeting every criterion: 32 µm" in md
+    # one packing gives no interval: never "met"
+    one = size_rows({16e-6: ens(float("nan"), float("nan"), n=1)}, cycle=1)
+    assert not one[0]["ok"] and smallest_rve(one) is None and "(n < 2)" in size_md(one)
