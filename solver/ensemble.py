@@ -229,13 +229,15 @@ def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_see
 
 
 # ---------------------------------------------------------------------- RVE size study
-def size_rows(ensembles: dict, cycle: int | None = None, state: str = "lithiated") -> list[dict]:
+def size_rows(ensembles: dict, cycle: int | None = None, state: str = "lithiated",
+              columns=None) -> list[dict]:
     """The RVE-size study of issue 14: per box size, the ensemble's 95 % half-widths at one
     (cycle, state) against the criterion (`criterion`: <= 3 points for contact ratios, <= 5 % of
     the mean for mean stresses).
 
     `ensembles` maps the box size [m] to its summary (the rows of ensemble.csv). `cycle` None: the
-    last cycle that every size reached in `state`. Returns one row per size, smallest first:
+    last cycle that every size reached in `state`. `columns`: judge only these (default every
+    contact ratio and mean stress). Returns one row per size, smallest first:
     {"size", "cycle", "n", "columns": {column: (mean, half-width, limit, ok)}, "ok"} ("ok": every
     criterion column met; False when a half-width is undefined, n < 2)."""
     sel = {s: {int(r["cycle"]): r for r in rows if r["state"] == state} for s, rows in ensembles.items()}
@@ -249,7 +251,7 @@ def size_rows(ensembles: dict, cycle: int | None = None, state: str = "lithiated
         row = sel[size].get(cycle)
         if row is None:
             continue
-        crit = criterion(row)
+        crit = {c: v for c, v in criterion(row).items() if columns is None or c in columns}
         cols = {c: (row.get(f"{c}_mean", math.nan), hw, lim, ok) for c, (hw, lim, ok) in crit.items()}
         n = min((int(row.get(f"{c}_n", 0) or 0) for c in crit), default=0)
         out.append({"size": float(size), "cycle": cycle, "n": n, "columns": cols,
@@ -270,7 +272,7 @@ def size_md(rows: list[dict]) -> str:
     cols = list(dict.fromkeys(c for r in rows for c in r["columns"]))
     unit = {c: (100, "%", "points") if c.startswith("contact_") else (1e-6, "MPa", "") for c in cols}
     head = "| box | n | " + " | ".join(f"{c} [{unit[c][1]}]" for c in cols) + " | all met |\n"
-    lines = [f"state: {rows[0]['cycle']}, fully lithiated; criterion: 95 % half-width <= 3 points (contact "
+    lines = [f"cycle {rows[0]['cycle']}, fully lithiated; criterion: 95 % half-width <= 3 points (contact "
              f"ratios), <= 5 % of the mean (mean stresses); yes/no per value\n\n", head,
              "|---" * (len(cols) + 3) + "|\n"]
     for r in rows:
