@@ -9,17 +9,19 @@ time-step (dt-halving) and solver-setting checks in the README.
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
+
+from creep_cathode.metrics import in_state
+from creep_cathode.output import CSVTable
 
 COLUMNS = ("contact_Se_Se", "contact_Se_MSe", "contact_MSe_Se", "contact_Se_any", "vm_mean_Se_Pa",
            "vm_mean_MSe_Pa", "porosity")
 
 
 def lithiated(folder: Path) -> dict:
-    with open(folder / "cycles.csv", newline="") as f:
-        return {int(r["cycle"]): r for r in csv.DictReader(f) if r["state"] == "lithiated"}
+    """{cycle: row} of the fully lithiated states in a run folder's cycles.csv."""
+    return {int(r["cycle"]): r for r in in_state(CSVTable.read(folder / "cycles.csv"))}
 
 
 def main(argv: list[str]) -> int:

@@ -270,7 +270,7 @@ def size_md(rows: list[dict]) -> str:
     if not rows:
         return "(no ensemble reached a common state)\n"
     cols = list(dict.fromkeys(c for r in rows for c in r["columns"]))
-    unit = {c: (100, "%", "points") if c.startswith("contact_") else (1e-6, "MPa", "") for c in cols}
+    unit = {c: (100, "%") if c.startswith("contact_") else (1e-6, "MPa") for c in cols}
     head = "| box | n | " + " | ".join(f"{c} [{unit[c][1]}]" for c in cols) + " | all met |\n"
     lines = [f"cycle {rows[0]['cycle']}, fully lithiated; criterion: 95 % half-width <= 3 points (contact "
              f"ratios), <= 5 % of the mean (mean stresses); yes/no per value\n\n", head,
@@ -278,8 +278,8 @@ def size_md(rows: list[dict]) -> str:
     for r in rows:
         cells = []
         for c in cols:
-            m, h, lim, ok = r["columns"].get(c, (math.nan, math.nan, math.nan, False))
-            s, _, _ = unit[c]
+            m, h, _, ok = r["columns"].get(c, (math.nan, math.nan, math.nan, False))
+            s = unit[c][0]
             cells.append(f"{m * s:.1f} ± {h * s:.1f} ({'yes' if ok else 'no'})" if math.isfinite(h)
                          else f"{m * s:.1f} (n < 2)")
         lines.append(f"| {r['size'] * 1e6:g} µm | {r['n']} | " + " | ".join(cells) + f" | {'yes' if r['ok'] else 'no'} |\n")
