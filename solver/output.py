@@ -63,7 +63,9 @@ def write_json(path: str | Path, obj) -> None:
 
 
 class CSVTable:
-    """Rows in memory, the whole file rewritten atomically on `flush()` (cheap: a few MB at most).
+    """Rows in memory, the whole file rewritten atomically on `flush()` (a few MB at most; each row
+    is formatted once, so a flush costs a write, not a reformat of the whole run: rows must not be
+    changed after they were appended, and `rows` may be replaced as a whole).
 
     Columns are fixed by the first row (later rows may not add keys)."""
 
@@ -71,6 +73,7 @@ class CSVTable:
         self.path = Path(path)
         self.rows: list[dict] = list(rows or [])
         self._last = 0.0
+        self._lines: list[tuple[dict, str]] = []  # (row, its formatted line), in the order of rows
 
     def append(self, row: dict, flush_every_s: float = 2.0) -> None:
         self.rows.append(row)
@@ -80,13 +83,21 @@ class CSVTable:
     def flush(self) -> None:
         if not self.rows:
             return
-        buf = io.StringIO()
         cols = list(self.rows[0].keys())
+        lines = self._lines
+        if lines and (len(lines) > len(self.rows) or lines[0][0] is not self.rows[0]
+                      or lines[-1][0] is not self.rows[len(lines) - 1]):
+            lines.clear()  # rows replaced (e.g. on resume): format them all again
+        buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
-        for r in self.rows:
+        head = buf.getvalue()
+        for r in self.rows[len(lines):]:
+            buf.seek(0)
+            buf.truncate()
             w.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in r.items()})
-        atomic_write(self.path, buf.getvalue())
+            lines.append((r, buf.getvalue()))
+        atomic_write(self.path, head + "".join(line for _, line in lines))
         self._last = time.monotonic()
 
     @staticmethod
