@@ -433,7 +433,8 @@ class Solver(_Strict):
     hard_iterations: Int = Field(30, ge=1, le=500, description="a step that took more Newton iterations than this "
                                                                "is hard: the next one shrinks by 0.7")
     linear_solver: Literal["lu", "gmres_gamg", "gmres_hypre"] = Field(
-        "lu", description="linear solver of each Newton iteration: MUMPS LU (direct), or GMRES with algebraic "
+        "lu", description="linear solver of each Newton iteration: MUMPS direct (the LDLT factorisation of the "
+                          "symmetric tangent, LU where that fails the residual check), or GMRES with algebraic "
                           "multigrid (PETSc GAMG or hypre BoomerAMG; the rigid-body modes as near-null space) for "
                           "large RVEs (README, Performance)")
     linear_rtol: Real = Field(1e-9, gt=0, le=1e-4, description="relative residual of the iterative linear solvers "
