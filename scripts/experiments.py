@@ -31,10 +31,16 @@ def _phases(row):
 
 
 def pressed_reference(ts: list[dict]) -> dict | None:
-    """The timeseries row at the end of the first rest (theta still 0): the pressed electrode."""
+    """The timeseries row at the end of the first rest (theta still 0): the pressed electrode. Only
+    the rows before the first lithiation count, not the later returns to theta = 0 (a full
+    delithiation and the rest after it)."""
     theta = [k for k in ts[0] if k.startswith("theta_")]
-    rest = [r for r in ts[1:] if all(r[k] == 0 for k in theta)]
-    return rest[-1] if rest else None
+    ref = None
+    for r in ts[1:]:
+        if any(r[k] != 0 for k in theta):
+            break
+        ref = r
+    return ref
 
 
 def stack(run: Path, img: Path | None):
