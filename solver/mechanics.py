@@ -194,6 +194,26 @@ class Mechanics:
             e += self.contact.energy(u_array)
         return e
 
+    def assemble_gradient(self, u_array):
+        """b = ∇Π at u alone, Dirichlet rows zeroed (Newton's convergence test of an iterate; the
+        constitutive update keeps its tangent, cached for `assemble` at the same u)."""
+        F, r = self._update(u_array, tangent=True)
+        self.P.x.array.reshape(-1, 4)[self.qdofs] = r.P.reshape(-1, 4)
+        self.P.x.scatter_forward()
+        t0 = time.perf_counter()
+        self.u.x.array[:] = u_array
+        self.bc.update(u_array)
+        b = self.b
+        with b.localForm() as bl:
+            bl.set(0.0)
+        fp.assemble_vector(b, self.R_form)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        self.timers["assembly"] += time.perf_counter() - t0
+        if self.contact is not None:
+            self.contact.add_gradient(b, u_array)
+        b.array[self.bc.dirichlet_owned] = 0.0
+        return b
+
     def assemble(self, u_array):
         """(b, A) = (∇Π, ∇²Π) at u; Dirichlet rows of b zeroed, of A identity."""
         F, r = self._update(u_array, tangent=True)

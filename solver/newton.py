@@ -3,8 +3,9 @@ r"""Newton's method for minimisation problems with a CCD-capped, energy-backtrac
 Minimises a total (incremental) energy Π(u) whose gradient and (PSD-ish) Hessian the `system`
 assembles. Each iteration:
 
-1. assemble (b, A) = (∇Π, ∇²Π) with Dirichlet rows zeroed / identity; stop when
-   ||b|| <= max(atol, rtol ||b_0||);
+1. assemble (b, A) = (∇Π, ∇²Π) with Dirichlet rows zeroed / identity (for a new iterate, b first,
+   through the system's optional `assemble_gradient`, and A only if it has not converged); stop
+   when ||b|| <= max(atol, rtol ||b_0||);
 2. solve A δ = -b (MUMPS by default: the symmetric-indefinite LDLᵀ factorisation, as A is the
    Hessian of an energy, about 20 % faster than LU, which is the fallback; the solve is checked and
    refactorised from scratch when inaccurate or when A's sparsity pattern grew in place); if δ is not a descent direction
@@ -64,7 +65,8 @@ class NewtonResult:
 
 class System(Protocol):
     """What Newton minimises: an energy Π(u) with its gradient and Hessian (u: the local array of
-    a DOLFINx Function, ghosts included)."""
+    a DOLFINx Function, ghosts included). Optional: `assemble_gradient(u_array) -> b`, the gradient
+    alone, so that a converged iterate's Hessian is never assembled."""
 
     def energy(self, u_array) -> float:
         """Π(u), the same on every rank; inf where u is inadmissible."""
@@ -258,6 +260,7 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
         if log is not None:
             log(msg)
 
+    gradient = getattr(system, "assemble_gradient", None)
     try:
         b, A = system.assemble(u.x.array)
     except Exception as exc:  # noqa: BLE001 - a failed assembly is a failed solve
@@ -274,6 +277,11 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
             return done(True, it, "residual")
         if it == max_it:
             return done(False, it, f"no convergence in {max_it} iterations (|r| = {rnorm:.3e}, |r0| = {r0:.3e})")
+        if A is None:  # the iterate's gradient only was assembled (to test convergence): now the tangent
+            try:
+                b, A = system.assemble(u.x.array)
+            except Exception as exc:  # noqa: BLE001
+                return done(False, it, f"assembly failed: {exc}")
         # --- direction
         ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"), solver.timers)
         if not ok:
@@ -367,7 +375,10 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
             b, A, rnorm = res
         else:
             try:
-                b, A = system.assemble(u.x.array)
+                if gradient is not None:  # the tangent only if this iterate has not converged
+                    b, A = gradient(u.x.array), None
+                else:
+                    b, A = system.assemble(u.x.array)
             except Exception as exc:  # noqa: BLE001
                 return done(False, it + 1, f"assembly failed: {exc}")
             rnorm = b.norm()
