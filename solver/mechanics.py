@@ -216,34 +216,25 @@ class Mechanics:
 
     def assemble(self, u_array):
         """(b, A) = (∇Π, ∇²Π) at u; Dirichlet rows of b zeroed, of A identity."""
+        b = self.assemble_gradient(u_array)  # also sets u, the boundary state and the cached update
         F, r = self._update(u_array, tangent=True)
-        self.P.x.array.reshape(-1, 4)[self.qdofs] = r.P.reshape(-1, 4)
         D = r.dPdF.reshape(-1, 4, 4)
         if self.project_tangent:
             D = psd_project(D)
         self.D.x.array.reshape(-1, 16)[self.qdofs] = D.reshape(-1, 16)
-        self.P.x.scatter_forward()
         self.D.x.scatter_forward()
         t0 = time.perf_counter()
-        self.u.x.array[:] = u_array
-        self.bc.update(u_array)
-        b, A = self.b, self.A
-        with b.localForm() as bl:
-            bl.set(0.0)
-        fp.assemble_vector(b, self.R_form)
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        A = self.A
         A.zeroEntries()
         fp.assemble_matrix(A, self.a_form, bcs=self.bcs)
         A.assemble()
         self.bc.add_tangent(A)
         self.timers["assembly"] += time.perf_counter() - t0
         if self.contact is not None:
-            self.contact.add_gradient(b, u_array)
             self.contact.add_hessian(A, u_array)
             t0 = time.perf_counter()
             A.assemble()  # contact adds nothing to Dirichlet rows/columns (bcs given to it)
             self.timers["assembly"] += time.perf_counter() - t0
-        b.array[self.bc.dirichlet_owned] = 0.0
         return b, A
 
     def time_split(self) -> dict:
