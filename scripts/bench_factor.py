@@ -23,8 +23,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("n", type=int, help="cells per side")
     ap.add_argument("--repeats", type=int, default=4)
-    n = ap.parse_args().n
-    repeats = ap.parse_args().repeats
+    args = ap.parse_args()
+    n, repeats = args.n, args.repeats
     comm = MPI.COMM_WORLD
     msh = mesh.create_unit_square(comm, n, n, mesh.CellType.triangle)
     V = fem.functionspace(msh, ("Lagrange", 2, (2,)))
