@@ -330,12 +330,23 @@ class HenckyNorton(MaterialLaw):
                              {"Cp_inv": r.Cp_inv, "eps_cr": state["eps_cr"] + r.deps, "creep_rate": rate}, r.deps, r.ratio)
 
     def step_error(self, response, state, props, dt):
-        """Backward Euler's local error e = |d_eps - dt rate_n| / 2 (rate_n: the creep rate at the
-        start of the step, i.e. at the end of the last one; Abaqus' CETOL compares the same two
-        increments), as the equivalent stress it moves, 3 mu e."""
+        """Backward Euler's local error of the step in equivalent stress,
+        3 mu e / (1 + k dt): e = |d_eps - dt rate_n| / 2 is the error of the creep increment along
+        the stress path (rate_n: the creep rate at the start of the step, i.e. at the end of the
+        last one; Abaqus' CETOL compares the same two increments), 3 mu e the stress it would move
+        at a fixed strain, and 1 + k dt how much of it the implicit step takes back:
+        k = 3 mu d(rate)/d(sigma_e) = 3 mu n rate / sigma_e is the point's relaxation rate, so
+        k dt = n (1 / ratio - 1) with ratio = sigma_e / sigma_e,trial of the return. For Maxwell
+        relaxation (n = 1) this is the exact leading term of the local error, -k dt^2 sigma' /
+        (2 (1 + k dt)); a point that relaxes many times within the step (k dt >> 1) follows its
+        quasi-steady stress and contributes little (docs/physics.md)."""
         if dt <= 0:
             return np.zeros(len(response.vm))
-        return 1.5 * props.mu * np.abs(response.deps - dt * state["creep_rate"])
+        e = 1.5 * props.mu * np.abs(response.deps - dt * state["creep_rate"])
+        if response.ratio is None:
+            return e
+        ratio = np.clip(response.ratio, 1e-12, 1.0)
+        return e / (1.0 + props.n * (1.0 / ratio - 1.0))
 
     def energy_density(self, response, F, props):
         """W = psi(ee) + n/(n+1) d_eps sigma_e: the Hencky energy plus the Norton dissipation of the
