@@ -420,6 +420,10 @@ class Solver(_Strict):
                                               "start rates, as a stress) averaged over each phase stays below this "
                                               "fraction of the phase's mean von Mises stress (docs/physics.md; 0: no "
                                               "error control) [-]")
+    creep_integrator: Literal["bdf2", "backward_euler"] = Field(
+        "bdf2", description="time integration of the creep rate: second-order BDF2 (backward Euler on the first "
+                            "step and after a step more than twice as long as the last) or first-order backward "
+                            "Euler; both implicit and unconditionally stable (docs/physics.md)")
     creep_increment_quantile: Real = Field(0.99, gt=0, le=1, description="the bound holds for this quantile of "
                                            "the quadrature points (1 = every point; hot spots above it are left "
                                            "to backward Euler's stability) [-]")

@@ -22,7 +22,8 @@ class MaterialPoints:
     materials: {phase: config Material}, in phase order; point_phase: (N,) index into that order;
     temperature [K]; scaling: creep_cathode.units.Scaling."""
 
-    def __init__(self, materials: dict, point_phase: np.ndarray, temperature: float, scaling):
+    def __init__(self, materials: dict, point_phase: np.ndarray, temperature: float, scaling,
+                 integrator: str = "bdf2"):
         self.materials = dict(materials)
         self.phases = list(self.materials)
         self.point_phase = np.asarray(point_phase)
@@ -35,6 +36,9 @@ class MaterialPoints:
             laws.setdefault(cls, cls())
             groups.setdefault(cls, []).append(i)
         self.groups = []  # (law, phase indices, point index or None for all points)
+        for law in laws.values():
+            if hasattr(law, "integrator"):  # laws that integrate a rate in time (solver.creep_integrator)
+                law.integrator = integrator
         for cls, ph in groups.items():
             idx = None if len(groups) == 1 else np.flatnonzero(np.isin(self.point_phase, ph))
             self.groups.append((laws[cls], ph, idx))
@@ -107,6 +111,13 @@ class MaterialPoints:
                                  None if response.ratio is None else response.ratio[idx])
             err[idx] = law.step_error(part, {k: v[idx] for k, v in self.state.items()}, props, self.dt)
         return err
+
+    def error_order(self) -> int:
+        """The order in dt of the laws' local error estimates for the current step (2: first-order
+        integration, 3: second order; the lowest over the laws)."""
+        orders = [law.error_order(self.state if idx is None else {k: v[idx] for k, v in self.state.items()}, self.dt)
+                  for law, _, idx in self.groups if hasattr(law, "error_order")]
+        return min(orders, default=2)
 
     def commit(self, response: PointResponse) -> None:
         """Accept the step: the internal variables become those of `response`."""

@@ -64,7 +64,8 @@ class Mechanics:
         self.u_n = fem.Function(self.V)  # anchor of the proximal term: the last converged step
         self._quadrature_points(msh, q)
         self._phases(cfg, dom)
-        self.points = MaterialPoints(cfg.used_materials(), self.qphase, cfg.cycling.temperature, scaling)
+        self.points = MaterialPoints(cfg.used_materials(), self.qphase, cfg.cycling.temperature, scaling,
+                                     cfg.solver.creep_integrator)
         nq = self.nc * self.nqp
         self.vm_q, self.sig_q, self.J_q = np.zeros(nq), np.zeros((nq, 4)), np.ones(nq)
         E_max = max(max(m.youngs_modulus, (m.lithiated.youngs_modulus or 0.0) if m.lithiated else 0.0)
@@ -299,7 +300,7 @@ class Mechanics:
         m = r.ratio >= 0.5 if r.ratio is not None else slice(None)
         q = self.cfg.solver.creep_increment_quantile
         return {"creep_increment": self._quantile(np.asarray(r.deps[m], dtype=float).ravel(), q),
-                "creep_error": self._phase_error(r, F)}
+                "creep_error": self._phase_error(r, F), "creep_error_order": self.points.error_order()}
 
     #: a stress below this many shear moduli is no stress for the relative creep error (1e-6: ~10 kPa in Se)
     ERROR_STRAIN_FLOOR = 1e-6

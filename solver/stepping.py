@@ -43,7 +43,7 @@ class SteppableProblem(Protocol):
     def set_u(self, u: np.ndarray) -> None: ...  # noqa: E704
     def energy(self, u: np.ndarray) -> float: ...  # noqa: E704
     def max_step(self, u: np.ndarray, du: np.ndarray) -> float: ...  # noqa: E704
-    def step_measures(self) -> dict: ...  # noqa: E704  ({"creep_increment": ..., "creep_error": ...})
+    def step_measures(self) -> dict: ...  # noqa: E704  ({"creep_increment", "creep_error", "creep_error_order"})
     def commit(self) -> None: ...  # noqa: E704
 
 
@@ -51,9 +51,10 @@ class StepController:
     """The step size. Takes the [solver] settings (dt_initial, dt_min, dt_max, growth,
     easy_iterations, hard_iterations, max_creep_increment, creep_tolerance, max_cutbacks).
 
-    Creep error control: backward Euler's local error grows as dt^2, so a step whose error
-    estimate is err (relative to creep_tolerance) is redone, and the next one taken, at
-    dt 0.9 / sqrt(err), within [0.2 dt, the other rules]."""
+    Creep error control: the local error of a step grows as dt^p (p = 2 for backward Euler, 3
+    for BDF2: the `creep_error_order` of the step's measures), so a step whose error estimate is
+    err (relative to creep_tolerance) is redone, and the next one taken, at dt 0.9 err^(-1/p),
+    within [0.2 dt, the other rules]."""
 
     def __init__(self, settings):
         self.s = settings
@@ -76,13 +77,14 @@ class StepController:
         """Whether a converged step of size dt may still be refused for its creep increment."""
         return dt > self.s.dt_min * 1.0001
 
-    def error_factor(self, creep_error: float) -> float:
-        """dt_new / dt that brings a step's creep error estimate to 0.81 of the tolerance (>= 0.2)."""
+    def error_factor(self, creep_error: float, order: int = 2) -> float:
+        """dt_new / dt that brings a step's creep error estimate (local error ~ dt^order) to 0.9^order
+        of the tolerance (>= 0.2)."""
         tol = self.s.creep_tolerance
         r = creep_error / tol if tol > 0 else 0.0
-        return math.inf if r <= 0 else max(0.2, 0.9 / math.sqrt(r))
+        return math.inf if r <= 0 else max(0.2, 0.9 * r ** (-1.0 / order))
 
-    def reject(self, dt: float, creep_increment: float = 0.0, creep_error: float = 0.0) -> bool:
+    def reject(self, dt: float, creep_increment: float = 0.0, creep_error: float = 0.0, order: int = 2) -> bool:
         """Shorten after a rejected step of size dt: by half (Newton failure), to 0.8 of the step
         whose creep increment would have met the bound, or by the error factor. Returns False when
         the cut-backs are exhausted."""
@@ -95,12 +97,13 @@ class StepController:
             fac = min(0.5, 0.8 * s.max_creep_increment / creep_increment)
         erred = 0 < s.creep_tolerance < creep_error
         if erred:
-            fac = min(fac if creep_increment > s.max_creep_increment else 1.0, self.error_factor(creep_error))
+            fac = min(fac if creep_increment > s.max_creep_increment else 1.0, self.error_factor(creep_error, order))
         self.dt = max(dt * fac, s.dt_min)
         self.why = "creep_tolerance" if erred else "cut-back"
         return True
 
-    def accept(self, dt: float, iterations: int, creep_increment: float, creep_error: float = 0.0) -> None:
+    def accept(self, dt: float, iterations: int, creep_increment: float, creep_error: float = 0.0,
+               order: int = 2) -> None:
         """After an accepted step of size dt: grow after an easy step (few Newton iterations and
         half the creep bound at most), shrink after a hard one, unless the step was shortened
         (by a protocol boundary or a limit), which says nothing about the step size; never beyond
@@ -112,7 +115,7 @@ class StepController:
             hard = iterations > s.hard_iterations
             self.dt = min(dt * s.growth, s.dt_max) if easy else (max(0.7 * dt, s.dt_min) if hard else dt)
             self.why = "growth" if easy else ("hard" if hard else self.why)
-        limit = dt * self.error_factor(creep_error)
+        limit = dt * self.error_factor(creep_error, order)
         if limit < self.dt:
             self.dt, self.why = max(limit, s.dt_min), "creep_tolerance"
 
@@ -234,6 +237,7 @@ class Stepper:
             ok, reason, cause = info.converged, info.reason, "newton"
             meas = pb.step_measures() if ok else {}
             dmax, err = meas.get("creep_increment", 0.0), meas.get("creep_error", 0.0)
+            order = meas.get("creep_error_order", 2)
             if ok and ctl.can_reject(dt):
                 if dmax > s.max_creep_increment:
                     ok, reason, cause = False, f"creep increment {dmax:.3g} > max_creep_increment", "creep_increment"
@@ -245,7 +249,7 @@ class Stepper:
                 self.recent_cuts += 1
                 if s.log_newton:
                     self.log(f"  step rejected (dt = {dt:.3g} s): {reason}")
-                if not ctl.reject(dt, dmax, err):
+                if not ctl.reject(dt, dmax, err, order):
                     raise SolverFailure(f"step at t = {self.t:.6g} s (cycle {seg.cycle}, '{seg.step.text}') failed "
                                         f"after {ctl.cuts - 1} cut-backs (dt = {dt:.3g} s): {reason}")
                 continue
@@ -256,7 +260,7 @@ class Stepper:
             pb.commit()
             self.t, self.theta = t_new, theta
             self.steps += 1
-            ctl.accept(dt, info.iterations, dmax, err)
+            ctl.accept(dt, info.iterations, dmax, err, order)
             if on_step:
                 on_step(seg, info)
         if on_end:

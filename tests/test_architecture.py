@@ -83,7 +83,9 @@ def test_material_points_hold_the_laws_state_and_commit_it():
     cfg = validate(_block(creep={"A": 1e-3, "n": 1, "sigma_ref": 100e6}))
     sc = Scaling.for_config(cfg)
     mp = MaterialPoints(cfg.used_materials(), np.zeros(3, dtype=int), cfg.cycling.temperature, sc)
-    assert set(mp.state) == {"Cp_inv", "eps_cr", "creep_rate"} and mp.state["Cp_inv"].shape == (3, 4)
+    assert set(mp.state) == {"Cp_inv", "eps_cr", "creep_rate",  # and the BDF2 history (one step back):
+                             "Cp_inv_prev", "creep_rate_prev", "dt_prev", "deps_last"}
+    assert mp.state["Cp_inv"].shape == (3, 4) and mp.state["Cp_inv_prev"].shape == (3, 4)
     mp.set_state({"Se": 0.5}, 10.0)
     F = np.tile(np.diag([1.1, 1.0]), (3, 1, 1))  # a deviatoric stretch: creep flows
     r = mp.update(F, tangent=True)
@@ -91,6 +93,8 @@ def test_material_points_hold_the_laws_state_and_commit_it():
     assert np.all(mp.state["eps_cr"] == 0)  # nothing changes before commit
     mp.commit(r)
     assert np.allclose(mp.state["eps_cr"], r.deps)
+    assert np.all(mp.state["dt_prev"] == 10.0) and np.allclose(mp.state["Cp_inv_prev"], [1.0, 1.0, 0.0, 1.0])
+    assert np.allclose(mp.state["deps_last"], r.deps) and np.allclose(mp.state["creep_rate"], r.deps / 10.0)
     W = mp.energy_density(r, F)
     assert np.all(np.isfinite(W)) and np.all(W > 0)
     # J_l at theta = 0.5 and the Lamé constants in model units
@@ -155,8 +159,11 @@ class _Scalar:
     def max_step(self, u, du):
         return 1.0
 
+    order = 2  # the local error grows as dt^order
+
     def step_measures(self):
-        return {"creep_increment": self.rate * self.dt, "creep_error": self.err2 * self.dt**2}
+        return {"creep_increment": self.rate * self.dt, "creep_error": self.err2 * self.dt**self.order,
+                "creep_error_order": self.order}
 
     def commit(self):
         self.commits += 1
@@ -188,6 +195,19 @@ def test_stepper_lengthens_steps_when_creep_is_slow_and_shortens_them_when_fast(
     assert fast.rejected["creep_error"] == 1 and max(fast.problem.dts[1:]) <= math.sqrt(0.002 / 1e-5)
     assert fast.controller.dt == pytest.approx(0.9 * math.sqrt(0.002 / 1e-5), rel=1e-6)
     assert fast.steps == pytest.approx(36000 / (0.9 * math.sqrt(0.002 / 1e-5)), abs=2)
+
+
+def test_stepper_sizes_second_order_steps_by_the_cube_root():
+    """A second-order integrator's local error grows as dt^3 (creep_error_order = 3): the steps
+    settle where err3 dt^3 = 0.9^3 creep_tolerance, the first 60 s step redone once."""
+    p = _Scalar(rate=1e-9, err2=1e-7)
+    p.order = 3
+    st, segs = _stepper(p, ["Rest for 10 hours"])
+    for s in segs:
+        st.run_segment(s)
+    h = (0.002 / 1e-7) ** (1 / 3)  # 27.1 s
+    assert st.rejected["creep_error"] == 1 and max(st.problem.dts[1:]) <= h
+    assert st.controller.dt == pytest.approx(0.9 * h, rel=1e-6)
 
 
 def test_stepper_bounds_the_creep_increment():

@@ -345,3 +345,123 @@ def test_arrhenius():
     assert materials.arrhenius(0.0, 300.0, 343.15) == 1.0
     assert materials.arrhenius(50e3, 343.15, 343.15) == 1.0
     assert materials.arrhenius(50e3, 300.0, 343.15) == pytest.approx(math.exp(-50e3 / 8.314462618 * (1 / 300 - 1 / 343.15)))
+
+
+@pytest.mark.parametrize("x", [0.01, 0.1, 0.5, 1.0, 3.0, 10.0, 100.0])
+def test_step_error_is_the_local_error_of_maxwell_relaxation(x):
+    r"""The law's error estimate of one backward Euler step against the exact local error.
+
+    Maxwell relaxation (n = 1) at a fixed small pure shear from sigma_n with the creep rate of
+    sigma_n as the state: exact sigma_n exp(-x), backward Euler sigma_n / (1 + x), x = k dt,
+    k = 3 mu A / sigma_ref. The estimate 3 mu |d_eps - dt rate_n| / 2 / (1 + x) =
+    x^2 sigma_n / (2 (1 + x)^2) is the leading term of |exp(-x) - 1/(1 + x)| sigma_n: within 10 %
+    up to x = 1, never below 0.9 of it, and bounded (0.5 sigma_n) where the step relaxes the point
+    many times over (the undamped CETOL difference, x^2 sigma_n / (2 (1 + x)), grows without bound)."""
+    g, A, sref = 1e-4, 1e-2, 1e-3
+    F = np.diag([1 + g, 1 / (1 + g)])[None]
+    s_n = creep.von_mises(creep.update(F, I4[None], 1.0, MU, LAM, 0.0, 1.0, 1.0, 1.0).tau)[0]
+    law = hencky_norton.HenckyNorton()
+    props = law.Properties(MU, LAM, 1.0, A, 1.0, sref)
+    dt = x * sref / (3 * MU * A)
+    state = {v.name: v.initial_array(1) for v in law.state_variables}  # no history: a backward Euler step
+    state["creep_rate"][:] = A * s_n / sref
+    resp = law.update(F, state, props, dt, tangent=False)
+    assert resp.vm[0] == pytest.approx(s_n / (1 + x), rel=1e-3)  # backward Euler (small strain)
+    true = abs(math.exp(-x) - 1 / (1 + x)) * s_n
+    est = law.step_error(resp, state, props, dt)[0]
+    assert est == pytest.approx(x**2 * s_n / (2 * (1 + x) ** 2), rel=1e-3)
+    assert est >= 0.9 * true
+    if x <= 1.0:
+        assert est == pytest.approx(true, rel=0.1)
+    assert est <= 0.5 * s_n
+
+
+def test_extrapolate_cp_is_log_linear():
+    """Cp_inv* = exp(ln Cn + c (ln Cn - ln Cm)) against scipy's logm/expm of the in-plane block
+    (and C33 alone), for random isochoric states; c = 0 returns Cn."""
+    from scipy.linalg import expm, logm
+
+    rng = np.random.default_rng(3)
+
+    def rand_cp():
+        a = rng.normal(size=(2, 2)) * 0.2
+        L = a + a.T
+        M = expm(L)
+        return np.array([M[0, 0], M[1, 1], M[0, 1], math.exp(-np.trace(L))])
+
+    Cn = np.array([rand_cp() for _ in range(6)] + [I4])
+    Cm = np.array([rand_cp() for _ in range(6)] + [I4])
+    c = np.array([0.0, 0.2, 1 / 3, 0.5, 1.0, 4 / 5, 0.3])
+    out = hencky_norton.extrapolate_cp(Cn, Cm, c)
+    for i in range(len(c)):
+        blk = lambda C: np.array([[C[0], C[2]], [C[2], C[1]]])  # noqa: E731
+        Ln = logm(blk(Cn[i])).real
+        M = expm(Ln + c[i] * (Ln - logm(blk(Cm[i])).real))
+        c33 = Cn[i, 3] * (Cn[i, 3] / Cm[i, 3]) ** c[i]
+        assert np.allclose(out[i], [M[0, 0], M[1, 1], M[0, 1], c33], rtol=1e-12, atol=1e-12)
+    assert np.allclose(hencky_norton.extrapolate_cp(Cn, Cm, 0.0), Cn, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("integrator,order", [("backward_euler", 1), ("bdf2", 2)])
+def test_law_time_integration_order_at_a_point(integrator, order):
+    """Norton relaxation (n = 3) at a fixed small pure shear through the law object, steps of
+    dt, dt/2, dt/4, dt/8 (the first step of each run backward Euler): the error against the
+    closed form sigma_e^(1-n) = sigma_0^(1-n) + (n - 1) 3 mu A sigma_ref^(-n) t falls by 2 per
+    halving with backward Euler and by at least 4 with BDF2."""
+    g, A, sref, nexp, T = 1e-4, 1e-2, 1e-4, 3.0, 0.02
+    F = np.diag([1 + g, 1 / (1 + g)])[None]
+    law = hencky_norton.HenckyNorton()
+    law.integrator = integrator
+    props = law.Properties(MU, LAM, 1.0, A, nexp, sref)
+    s0 = creep.von_mises(creep.update(F, I4[None], 1.0, MU, LAM, 0.0, 1.0, 1.0, 1.0).tau)[0]
+    exact = (s0 ** (1 - nexp) + (nexp - 1) * 3 * MU * A * sref ** (-nexp) * T) ** (1 / (1 - nexp))
+    assert exact < 0.6 * s0
+    errs = []
+    for nsteps in (20, 40, 80, 160):
+        state = {v.name: v.initial_array(1) for v in law.state_variables}
+        for _ in range(nsteps):
+            r = law.update(F, state, props, T / nsteps, tangent=False)
+            state = {k: np.array(v, copy=True) for k, v in r.state.items()}
+        errs.append(abs(r.vm[0] - exact))
+    ratios = np.array(errs[:-1]) / np.array(errs[1:])
+    if order == 1:
+        assert np.all(np.abs(ratios / 2 - 1) < 0.1), ratios
+    else:  # at least second order (here the backward Euler first step and BDF2 nearly cancel at dt^2: 6-15)
+        assert np.all(ratios > 0.9 * 4), ratios
+
+
+def test_bdf2_step_error_is_its_local_error():
+    """A BDF2 step of Maxwell relaxation (n = 1) from the exact history (sigma at t = -dt_prev and
+    0): the law's error estimate (Milne's device, damped by 1 + k beta dt) against the exact local
+    error |sigma_BDF2 - sigma_0 exp(-k dt)|, for small k dt and step ratios w = 1/2, 1, 2."""
+    g, A, sref = 1e-4, 1e-2, 1e-3
+    F = np.diag([1 + g, 1 / (1 + g)])[None]
+    law = hencky_norton.HenckyNorton()
+    props = law.Properties(MU, LAM, 1.0, A, 1.0, sref)
+    k = 3 * MU * A / sref
+    s_tr = creep.von_mises(creep.update(F, I4[None], 1.0, MU, LAM, 0.0, 1.0, 1.0, 1.0).tau)[0]
+
+    def cp_at(s):  # the creep state that leaves von Mises s at F (pure shear: ln-strain scaling)
+        y = s / s_tr
+        lam = (1 + g) ** 2
+        # be = F Cp^-1 F^T with Cp^-1 = diag(p, 1/p): the elastic log strain is y times the total
+        p = lam ** (y - 1.0)
+        return np.array([p, 1.0 / p, 0.0, 1.0])
+
+    for w in (0.5, 1.0, 2.0):
+        for x in (0.02, 0.05):
+            dt = x / k
+            dtp = dt / w
+            sn, sm = s_tr, s_tr * math.exp(k * dtp)  # exact history: sigma(-dtp) = s_n e^{k dtp}
+            state = {v.name: v.initial_array(1) for v in law.state_variables}
+            state["Cp_inv"][:] = cp_at(sn)
+            state["Cp_inv_prev"][:] = cp_at(sm)
+            state["creep_rate"][:] = A * sn / sref
+            state["creep_rate_prev"][:] = A * sm / sref
+            state["dt_prev"][:] = dtp
+            state["deps_last"][:] = (sm - sn) / (3 * MU)
+            r = law.update(F, state, props, dt, tangent=False)
+            true = abs(r.vm[0] - sn * math.exp(-x))
+            est = law.step_error(r, state, props, dt)[0]
+            assert est == pytest.approx(true, rel=0.2), (w, x, est, true)
+            assert law.error_order(state, dt) == 3

@@ -288,6 +288,57 @@ def _get_kernel():
 
 
 
+#: the largest step ratio dt / dt_prev of a BDF2 step (variable-step BDF2 is zero-stable below 1 + sqrt 2)
+OMEGA_MAX = 2.0
+
+
+def _sym2_fun(C, fm, fdiff):
+    """f of the in-plane SPD blocks [[C11, C12], [C12, C22]] of (N,4) rows [C11, C22, C12, C33]
+    (and f(C33)), without eigenvectors: f(M) = a I + b (M - m I) with m = tr M / 2, r the half
+    eigenvalue gap, a = (f(m + r) + f(m - r)) / 2, b = (f(m + r) - f(m - r)) / (2 r); fm(m, r)
+    returns a and fdiff(m, r) returns b (smooth at r = 0)."""
+    m = 0.5 * (C[:, 0] + C[:, 1])
+    h = 0.5 * (C[:, 0] - C[:, 1])
+    r = np.sqrt(h * h + C[:, 2] ** 2)
+    a, b = fm(m, r), fdiff(m, r)
+    return np.stack([a + b * h, a - b * h, b * C[:, 2]], axis=1)
+
+
+def _log_fm(m, r):
+    return 0.5 * np.log((m - r) * (m + r))
+
+
+def _log_fdiff(m, r):
+    x = r / m
+    small = x < 1e-4
+    xs = np.where(small, 0.5, x)
+    return np.where(small, (1.0 + x * x / 3.0) / m, np.arctanh(xs) / (xs * m))
+
+
+def _exp_fm(m, r):
+    return np.exp(m) * np.cosh(r)
+
+
+def _exp_fdiff(m, r):
+    small = r < 1e-4
+    rs = np.where(small, 1.0, r)
+    return np.exp(m) * np.where(small, 1.0 + r * r / 6.0, np.sinh(rs) / rs)
+
+
+def extrapolate_cp(Cn, Cm, c):
+    """Cp_inv* = exp(ln Cn + c (ln Cn - ln Cm)) for (N,4) rows [C11, C22, C12, C33] (the in-plane
+    block and C33 separately; c scalar or (N,)), scaled to det = 1 against round-off."""
+    c = np.broadcast_to(np.asarray(c, dtype=float), (len(Cn),))
+    Ln = _sym2_fun(Cn, _log_fm, _log_fdiff)
+    L = Ln + c[:, None] * (Ln - _sym2_fun(Cm, _log_fm, _log_fdiff))
+    out = np.empty_like(Cn)
+    out[:, :3] = _sym2_fun(np.column_stack([L, np.zeros(len(L))]), _exp_fm, _exp_fdiff)
+    l33 = np.log(Cn[:, 3])
+    out[:, 3] = np.exp(l33 + c * (l33 - np.log(Cm[:, 3])))
+    det = (out[:, 0] * out[:, 1] - out[:, 2] ** 2) * out[:, 3]
+    return out * det[:, None] ** (-1.0 / 3.0)
+
+
 # ----------------------------------------------------------------------------- the law object
 @register
 class HenckyNorton(MaterialLaw):
@@ -301,7 +352,16 @@ class HenckyNorton(MaterialLaw):
         StateVariable("Cp_inv", 4, (1.0, 1.0, 0.0, 1.0), "inverse creep right Cauchy-Green tensor [C11, C22, C12, C33]"),
         StateVariable("eps_cr", 1, (0.0,), "equivalent creep strain", field="creep_eq"),
         StateVariable("creep_rate", 1, (0.0,), "equivalent creep strain rate at the end of the last step [1/s]"),
+        # the history of the two-step (BDF2) integration: the state one step further back
+        StateVariable("Cp_inv_prev", 4, (1.0, 1.0, 0.0, 1.0), "Cp_inv at the start of the last step"),
+        StateVariable("creep_rate_prev", 1, (0.0,), "creep_rate at the start of the last step [1/s]"),
+        StateVariable("dt_prev", 1, (0.0,), "the last step [s] (0: no history yet)"),
+        StateVariable("deps_last", 1, (0.0,), "equivalent creep strain increment of the last step"),
     )
+
+    #: time integration of the creep rate: "bdf2" (second order, the default) or "backward_euler";
+    #: MaterialPoints sets it from solver.creep_integrator
+    integrator = "bdf2"
 
 
     @dataclass(frozen=True)
@@ -322,12 +382,52 @@ class HenckyNorton(MaterialLaw):
         S0 = scaling.stress
         return self.Properties(el.mu / S0, el.lam / S0, el.Jl, cr.A, cr.n, cr.sigma_ref / S0)
 
+    def _bdf2(self, state, dt):
+        """The variable-step BDF2 coefficients of a step dt at each point, or None (backward Euler
+        everywhere): eps_{n+1} = eps_n + c (eps_n - eps_{n-1}) + beta dt rate(sigma_{n+1}),
+        c = w^2 / (1 + 2w), beta = (1 + w) / (1 + 2w), w = dt / dt_prev. Returns (c, beta, w, use):
+        `use` marks the points with a last step and w <= OMEGA_MAX (zero-stability of variable-step
+        BDF2 needs w < 1 + sqrt 2); the others take a backward Euler step (c = 0, beta = 1)."""
+        if self.integrator != "bdf2" or dt <= 0:
+            return None
+        dtp = np.asarray(state["dt_prev"], dtype=float)
+        use = (dtp > 0) & (dt <= OMEGA_MAX * dtp)
+        if not use.any():
+            return None
+        w = np.where(use, dt / np.where(use, dtp, 1.0), 1.0)
+        c = np.where(use, w * w / (1.0 + 2.0 * w), 0.0)
+        beta = np.where(use, (1.0 + w) / (1.0 + 2.0 * w), 1.0)
+        return c, beta, w, use
+
     def update(self, F, state, props, dt, tangent):
-        r = update(F, state["Cp_inv"], props.Jl, props.mu, props.lam, props.A, props.n, props.sigma_ref, dt,
-                   tangent=tangent)
-        rate = r.deps / dt if dt > 0 else state["creep_rate"]
-        return PointResponse(r.P, r.dPdF, r.tau, r.sigma, r.vm,
-                             {"Cp_inv": r.Cp_inv, "eps_cr": state["eps_cr"] + r.deps, "creep_rate": rate}, r.deps, r.ratio)
+        """One step. Backward Euler is the return from Cp_inv_n over dt; a BDF2 step is the same
+        return from the extrapolated Cp_inv* = exp(ln Cp_inv_n + c (ln Cp_inv_n - ln Cp_inv_{n-1}))
+        over beta dt (the explicit part of BDF2 moves the creep strain by c times the last step's,
+        in log space, which is exact for coaxial flow; the implicit part is backward Euler, with its
+        incremental potential, its tangent and its stability)."""
+        b = self._bdf2(state, dt)
+        C0, h, c = state["Cp_inv"], dt, 0.0
+        if b is not None:
+            c, beta, _, use = b
+            C0 = np.where(use[:, None], extrapolate_cp(state["Cp_inv"], state["Cp_inv_prev"], c), state["Cp_inv"])
+            h = beta * dt
+        r = update(F, C0, props.Jl, props.mu, props.lam, props.A, props.n, props.sigma_ref, h, tangent=tangent)
+        if dt <= 0:  # no time passes: the rates and the history stay
+            new = {"Cp_inv": r.Cp_inv, "eps_cr": state["eps_cr"] + r.deps}
+            new.update({k: state[k].copy() for k in ("creep_rate", "Cp_inv_prev", "creep_rate_prev", "dt_prev",
+                                                     "deps_last")})
+        else:
+            d_total = r.deps + c * state["deps_last"]
+            new = {"Cp_inv": r.Cp_inv, "eps_cr": state["eps_cr"] + d_total, "creep_rate": r.deps / h,
+                   "Cp_inv_prev": state["Cp_inv"].copy(), "creep_rate_prev": state["creep_rate"].copy(),
+                   "dt_prev": np.full(len(r.deps), float(dt)), "deps_last": d_total}
+        return PointResponse(r.P, r.dPdF, r.tau, r.sigma, r.vm, new, r.deps, r.ratio)
+
+    def error_order(self, state, dt) -> int:
+        """The order in dt of the local error estimate of a step: 3 where every point takes a BDF2
+        step, else 2 (backward Euler)."""
+        b = self._bdf2(state, dt)
+        return 3 if b is not None and b[3].all() else 2
 
     def step_error(self, response, state, props, dt):
         """Backward Euler's local error of the step in equivalent stress,
@@ -343,6 +443,17 @@ class HenckyNorton(MaterialLaw):
         if dt <= 0:
             return np.zeros(len(response.vm))
         e = 1.5 * props.mu * np.abs(response.deps - dt * state["creep_rate"])
+        b = self._bdf2(state, dt)
+        if b is not None:
+            # BDF2 (Milne's device): its local error is K(w) times its difference from the explicit
+            # two-step Adams-Bashforth increment, K = L / (L + A_B), with the error constants
+            # L = (1 + w)^2 / (6 w (1 + 2w)) of BDF2 and A_B = (2 + 3/w) / 12 of AB2 (8/23 at w = 1)
+            c, beta, w, use = b
+            total = response.deps + c * state["deps_last"]
+            ab2 = dt * ((1.0 + 0.5 * w) * state["creep_rate"] - 0.5 * w * state["creep_rate_prev"])
+            L = (1.0 + w) ** 2 / (6.0 * w * (1.0 + 2.0 * w))
+            K = L / (L + (2.0 + 3.0 / w) / 12.0)
+            e = np.where(use, 3.0 * props.mu * K * np.abs(total - ab2), e)
         if response.ratio is None:
             return e
         ratio = np.clip(response.ratio, 1e-12, 1.0)
