@@ -143,9 +143,12 @@ def restore(folder, mech, comm=MPI.COMM_WORLD) -> tuple[dict, dict]:
             a.reshape(-1, 2)[:nloc] = vals[:, 2 * i:2 * i + 2]
             arrays[name] = a
     ck, _, layout = _cell_data(mech)
-    if [tuple(x) for x in meta["cell_fields"]] != layout:
+    stored = [tuple(x) for x in meta["cell_fields"]]
+    history = {v.name for v in mech.points.variables.values() if getattr(v, "history", False)}
+    if stored != layout and stored != [x for x in layout if x[0] not in history]:
         raise CheckpointError(f"checkpoint holds other internal variables ({meta['cell_fields']}) than this "
                               f"run's laws ({layout})")
+    layout = stored  # without the history variables of a checkpoint older than them: they keep their initial values
     idx = np.clip(np.searchsorted(z["cell_keys"], ck), 0, len(z["cell_keys"]) - 1)
     if not np.array_equal(z["cell_keys"][idx], ck):
         raise CheckpointError("checkpoint does not match this mesh (cells differ)")

@@ -415,11 +415,12 @@ class Solver(_Strict):
     max_creep_increment: PosFloat = Field(0.02, le=1.0, description="largest equivalent creep strain increment per "
                                                                     "step [-], at most 1")
     creep_tolerance: Real = Field(0.002, ge=0, le=1,
-                                  description="creep error control: the local error estimate of a step (half the "
-                                              "difference between the creep strain increments with the end and the "
-                                              "start rates, as a stress) averaged over each phase stays below this "
-                                              "fraction of the phase's mean von Mises stress (docs/physics.md; 0: no "
-                                              "error control) [-]")
+                                  description="creep error control: the local time-integration error estimate of "
+                                              "a step (BDF2: Milne's device against the two-step Adams-Bashforth "
+                                              "increment; backward Euler: half the difference between the creep "
+                                              "strain increments with the end and the start rates; as a stress) "
+                                              "averaged over each phase stays below this fraction of the phase's "
+                                              "mean von Mises stress (docs/physics.md; 0: no error control) [-]")
     creep_integrator: Literal["bdf2", "backward_euler"] = Field(
         "bdf2", description="time integration of the creep rate: second-order BDF2 (backward Euler on the first "
                             "step and after a step more than twice as long as the last) or first-order backward "
@@ -445,6 +446,12 @@ class Solver(_Strict):
                                                                "(the Newton direction is checked to 1e-6)")
     log_newton: Bool = Field(False, description="print every Newton iteration (debugging)")
     predictor: Bool = Field(True, description="start each step from the extrapolated last increment")
+    proximal_anchor: Literal["extrapolated", "last_step"] = Field(
+        "extrapolated", description="where the proximal term of floating bodies (contact.proximal) is anchored: at "
+                                    "the predictor's extrapolation of the last increment (it then resists only the "
+                                    "departure from a steady motion, e.g. a free particle's swelling, and seldom needs "
+                                    "the proximal re-solves) or at the last converged step (as before this setting; "
+                                    "without a predictor always there)")
     checkpoint_every: Int = Field(0, ge=0, le=10**9,
                                   description="write a checkpoint every N steps (0: cycle ends only)")
 
@@ -723,6 +730,11 @@ def physics_hash(cfg: Config) -> str:
     d.pop("output", None)
     d.get("solver", {}).pop("checkpoint_every", None)
     d.get("rve", {}).pop("packing_iterations", None)  # a budget: changes whether packing gives up, not the answer
+    # settings whose value reproduces the code before they existed hash as before (the runs made then stay valid:
+    # resume, reuse by sweeps and ensembles)
+    for key, before in (("creep_integrator", "backward_euler"), ("proximal_anchor", "last_step")):
+        if d.get("solver", {}).get(key) == before:
+            d["solver"].pop(key)
     for m in d.get("materials", {}).values():  # citations are provenance, not physics
         m.pop("source", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -61,6 +61,8 @@ def test_overrides():
     assert physics_hash(load_config(BASE, ["output.fields=none"])) == physics_hash(load_config(BASE))
     # a citation is not physics: editing it does not block --resume
     assert physics_hash(load_config(BASE, ['materials.Se.source="another citation"'])) == physics_hash(load_config(BASE))
+    # the creep integrator changes the answer
+    assert physics_hash(load_config(BASE, ["solver.creep_integrator=backward_euler"])) != physics_hash(load_config(BASE))
 
 
 BAD = [

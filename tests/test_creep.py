@@ -356,7 +356,8 @@ def test_step_error_is_the_local_error_of_maxwell_relaxation(x):
     k = 3 mu A / sigma_ref. The estimate 3 mu |d_eps - dt rate_n| / 2 / (1 + x) =
     x^2 sigma_n / (2 (1 + x)^2) is the leading term of |exp(-x) - 1/(1 + x)| sigma_n: within 10 %
     up to x = 1, never below 0.9 of it, and bounded (0.5 sigma_n) where the step relaxes the point
-    many times over (the undamped CETOL difference, x^2 sigma_n / (2 (1 + x)), grows without bound)."""
+    many times over (the undamped CETOL difference, x^2 sigma_n / (2 (1 + x)), grows without bound;
+    it stays the estimate of solver.creep_integrator = "backward_euler")."""
     g, A, sref = 1e-4, 1e-2, 1e-3
     F = np.diag([1 + g, 1 / (1 + g)])[None]
     s_n = creep.von_mises(creep.update(F, I4[None], 1.0, MU, LAM, 0.0, 1.0, 1.0, 1.0).tau)[0]
@@ -374,6 +375,8 @@ def test_step_error_is_the_local_error_of_maxwell_relaxation(x):
     if x <= 1.0:
         assert est == pytest.approx(true, rel=0.1)
     assert est <= 0.5 * s_n
+    law.integrator = "backward_euler"  # the estimate of the runs made before BDF2: the CETOL difference alone
+    assert law.step_error(resp, state, props, dt)[0] == pytest.approx(x**2 * s_n / (2 * (1 + x)), rel=1e-3)
 
 
 def test_extrapolate_cp_is_log_linear():

@@ -38,13 +38,17 @@ _BUILTIN = {"hencky_norton": "creep_cathode.laws.hencky_norton"}
 @dataclass(frozen=True)
 class StateVariable:
     """An internal variable per quadrature point: `components` values (1: a scalar per point),
-    `initial` value(s), and the ParaView field name it is written as (None: not written)."""
+    `initial` value(s), and the ParaView field name it is written as (None: not written).
+    `history`: time-integration history (e.g. the state one step back for BDF2), which a
+    checkpoint written before the law had it may lack: it then keeps its initial value and the
+    integration restarts with a one-step method."""
 
     name: str
     components: int
     initial: tuple
     description: str = ""
     field: str | None = None
+    history: bool = False
 
     def initial_array(self, npoints: int) -> np.ndarray:
         """The initial values at `npoints` points: shape (npoints,) or (npoints, components)."""

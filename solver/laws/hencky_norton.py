@@ -353,10 +353,10 @@ class HenckyNorton(MaterialLaw):
         StateVariable("eps_cr", 1, (0.0,), "equivalent creep strain", field="creep_eq"),
         StateVariable("creep_rate", 1, (0.0,), "equivalent creep strain rate at the end of the last step [1/s]"),
         # the history of the two-step (BDF2) integration: the state one step further back
-        StateVariable("Cp_inv_prev", 4, (1.0, 1.0, 0.0, 1.0), "Cp_inv at the start of the last step"),
-        StateVariable("creep_rate_prev", 1, (0.0,), "creep_rate at the start of the last step [1/s]"),
-        StateVariable("dt_prev", 1, (0.0,), "the last step [s] (0: no history yet)"),
-        StateVariable("deps_last", 1, (0.0,), "equivalent creep strain increment of the last step"),
+        StateVariable("Cp_inv_prev", 4, (1.0, 1.0, 0.0, 1.0), "Cp_inv at the start of the last step", history=True),
+        StateVariable("creep_rate_prev", 1, (0.0,), "creep_rate at the start of the last step [1/s]", history=True),
+        StateVariable("dt_prev", 1, (0.0,), "the last step [s] (0: no history yet)", history=True),
+        StateVariable("deps_last", 1, (0.0,), "equivalent creep strain increment of the last step", history=True),
     )
 
     #: time integration of the creep rate: "bdf2" (second order, the default) or "backward_euler";
@@ -430,8 +430,8 @@ class HenckyNorton(MaterialLaw):
         return 3 if b is not None and b[3].all() else 2
 
     def step_error(self, response, state, props, dt):
-        """Backward Euler's local error of the step in equivalent stress,
-        3 mu e / (1 + k dt): e = |d_eps - dt rate_n| / 2 is the error of the creep increment along
+        """The local error of the step in equivalent stress. Backward Euler (a first step, or
+        `integrator = "backward_euler"`): 3 mu e / (1 + k dt), where e = |d_eps - dt rate_n| / 2 is the error of the creep increment along
         the stress path (rate_n: the creep rate at the start of the step, i.e. at the end of the
         last one; Abaqus' CETOL compares the same two increments), 3 mu e the stress it would move
         at a fixed strain, and 1 + k dt how much of it the implicit step takes back:
@@ -439,7 +439,9 @@ class HenckyNorton(MaterialLaw):
         k dt = n (1 / ratio - 1) with ratio = sigma_e / sigma_e,trial of the return. For Maxwell
         relaxation (n = 1) this is the exact leading term of the local error, -k dt^2 sigma' /
         (2 (1 + k dt)); a point that relaxes many times within the step (k dt >> 1) follows its
-        quasi-steady stress and contributes little (docs/physics.md)."""
+        quasi-steady stress and contributes little (docs/physics.md). With
+        `integrator = "backward_euler"` the estimate is 3 mu e alone, as before BDF2 (such runs
+        reproduce the earlier ones). BDF2 steps: see below."""
         if dt <= 0:
             return np.zeros(len(response.vm))
         e = 1.5 * props.mu * np.abs(response.deps - dt * state["creep_rate"])
@@ -454,8 +456,8 @@ class HenckyNorton(MaterialLaw):
             L = (1.0 + w) ** 2 / (6.0 * w * (1.0 + 2.0 * w))
             K = L / (L + (2.0 + 3.0 / w) / 12.0)
             e = np.where(use, 3.0 * props.mu * K * np.abs(total - ab2), e)
-        if response.ratio is None:
-            return e
+        if response.ratio is None or self.integrator != "bdf2":
+            return e  # backward_euler: the estimate of the runs made before BDF2, unchanged
         ratio = np.clip(response.ratio, 1e-12, 1.0)
         return e / (1.0 + props.n * (1.0 / ratio - 1.0))
 
