@@ -61,7 +61,8 @@ class Mechanics:
         self.deg, self.q = deg, q
         self.V = fem.functionspace(msh, ("Lagrange", deg, (2,)))
         self.u = fem.Function(self.V, name="u")
-        self.u_n = fem.Function(self.V)  # anchor of the proximal term: the last converged step
+        self.u_n = fem.Function(self.V)  # anchor of the proximal term: the last converged step or its extrapolation
+        self._rigid = None  # per-body rigid modes for extrapolated_anchor (built on first use)
         self._quadrature_points(msh, q)
         self._phases(cfg, dom)
         self.points = MaterialPoints(cfg.used_materials(), self.qphase, cfg.cycling.temperature, scaling,
@@ -159,6 +160,59 @@ class Mechanics:
 
     def set_anchor(self, u_array) -> None:
         self.u_n.x.array[:] = u_array
+
+    def extrapolated_anchor(self, u_old, d) -> np.ndarray:
+        """u_old + the deformation part of an extrapolated increment d: on each body, d less its
+        rigid-body part (two translations, one rotation about the origin, in the configuration of
+        u_old) in the proximal term's metric, the mass matrix M: (Rᵀ M R) c = Rᵀ M d per body.
+        Anchored there, the proximal term resists a departure from the extrapolated deformation (a
+        floating particle's steady swelling costs nothing) and still pins each body's rigid motion,
+        spin included, at the last step (no drift: a quasi-static body has no momentum)."""
+        if self._rigid is None:
+            self._rigid = self._rigid_setup()
+        body, X = self._rigid
+        nown = self.V.dofmap.index_map.size_local
+        x = X + np.asarray(u_old).reshape(-1, 2)  # the current configuration
+        modes = np.zeros((3,) + x.shape)
+        modes[0, :, 0] = modes[1, :, 1] = 1.0
+        modes[2, :, 0], modes[2, :, 1] = -x[:, 1], x[:, 0]
+        nb = len(self.dom.bodies)
+
+        def per_body(M_v):  # (bodies, 3): R_k . (M v) summed over each body's owned nodes
+            return np.stack([np.bincount(body[:nown], weights=(modes[k, :nown] * M_v).sum(axis=1), minlength=nb)
+                             for k in range(3)], axis=1)
+
+        G = np.stack([per_body(self._mass_action(modes[l_].reshape(-1))) for l_ in range(3)], axis=2)
+        rhs = per_body(self._mass_action(d))
+        G, rhs = self.comm.allreduce(G, op=MPI.SUM), self.comm.allreduce(rhs, op=MPI.SUM)
+        c = np.linalg.solve(G, rhs[:, :, None])[:, :, 0]  # (bodies, 3)
+        rigid = np.einsum("nk,knj->nj", c[body], modes)  # each node's body's rigid part
+        return u_old + d - rigid.reshape(-1)
+
+    def _mass_action(self, vec) -> np.ndarray:
+        """(M vec) at the owned nodes, (nown, 2): M the mass matrix of the proximal term (∫ u·v dX)."""
+        self._mvec.x.array[:] = vec
+        b = fp.assemble_vector(self._mass_form)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        out = b.array_r[: 2 * self.V.dofmap.index_map.size_local].reshape(-1, 2).copy()
+        b.destroy()
+        return out
+
+    def _rigid_setup(self):
+        """The node -> body map (bodies are separate meshes: no shared nodes), the nodes' reference
+        positions and the mass form for extrapolated_anchor."""
+        im = self.V.dofmap.index_map
+        nall = im.size_local + im.num_ghosts
+        body = np.full(nall, -1, dtype=np.int64)
+        dm = self.V.dofmap.list
+        for i, (t, _) in enumerate(self.dom.bodies):
+            body[dm[self.dom.cell_tags.find(t)].ravel()] = i
+        if (body < 0).any():
+            raise RuntimeError("a node outside every body")
+        v = ufl.TestFunction(self.V)
+        self._mvec = fem.Function(self.V)
+        self._mass_form = fem.form(ufl.inner(self._mvec, v) * ufl.dx(metadata={"quadrature_degree": self.q}))
+        return body, self.V.tabulate_dof_coordinates()[:nall, :2].copy()
 
     def _update(self, u_array, tangent):
         c = self._cache

@@ -158,14 +158,15 @@ class Stepper:
     def _predict(self, u_old, dt):
         """Linear extrapolation of the last increment, capped by collision detection; kept only
         when its incremental energy is finite (no inverted element). With solver.proximal_anchor =
-        "extrapolated" the problem's proximal anchor (`set_anchor`, optional) moves to the uncapped
-        extrapolation; otherwise it stays at the last converged step."""
+        "extrapolated" the problem's proximal anchor moves to its `extrapolated_anchor(u_old, d)`
+        (optional: the uncapped extrapolation less each body's rigid part); otherwise, and on the
+        first step of a protocol step, it stays at the last converged step."""
         if self.du_prev is None or not self.s.predictor:
             return
         pb = self.problem
         d = self.du_prev * (dt / self.dt_prev)
-        if getattr(self.s, "proximal_anchor", "last_step") == "extrapolated" and hasattr(pb, "set_anchor"):
-            pb.set_anchor(u_old + d)  # the proximal term then resists only the departure from the extrapolation
+        if getattr(self.s, "proximal_anchor", "last_step") == "extrapolated" and hasattr(pb, "extrapolated_anchor"):
+            pb.set_anchor(pb.extrapolated_anchor(u_old, d))  # resist only the departure from the extrapolation
         a = pb.max_step(u_old, d)
         a = 1.0 if a >= 1.0 else 0.9 * a
         if a <= 0:
