@@ -52,6 +52,7 @@ class MaterialPoints:
                 self.variables[v.name] = v
                 self.state.setdefault(v.name, v.initial_array(n))
         self._props = None
+        self._start = [None] * len(self.groups)
         self.dt = 0.0
 
     @property
@@ -70,16 +71,28 @@ class MaterialPoints:
             local = self.point_phase if idx is None else self.point_phase[idx]
             props.append(_stack(recs, ph, local))
         self._props = props
+        # each law's per-step work on the committed state (e.g. BDF2's extrapolated creep state),
+        # done once here instead of at every Newton iterate: `law.start(state, props, dt)`, optional
+        self._start = [law.start(self._group_state(idx), p, dt) if hasattr(law, "start") else None
+                       for (law, _, idx), p in zip(self.groups, props)]
+
+    def _group_state(self, idx) -> dict:
+        return self.state if idx is None else {k: v[idx] for k, v in self.state.items()}
+
+    def _step_state(self, g: int, idx) -> dict:
+        """The committed state of group g, with the law's per-step start data as "_start"."""
+        st = self._group_state(idx)
+        return st if self._start[g] is None else {**st, "_start": self._start[g]}
 
     # ------------------------------------------------------------------ step
     def update(self, F: np.ndarray, tangent: bool) -> PointResponse:
         """The step at every point from the committed state: F (N,2,2) -> PointResponse."""
         if len(self.groups) == 1:
             law, _, _ = self.groups[0]
-            return law.update(F, self.state, self._props[0], self.dt, tangent)
+            return law.update(F, self._step_state(0, None), self._props[0], self.dt, tangent)
         out = None
-        for (law, _, idx), props in zip(self.groups, self._props):
-            r = law.update(F[idx], {k: v[idx] for k, v in self.state.items()}, props, self.dt, tangent)
+        for g, ((law, _, idx), props) in enumerate(zip(self.groups, self._props)):
+            r = law.update(F[idx], self._step_state(g, idx), props, self.dt, tangent)
             if out is None:
                 out = _empty_response(self, tangent)
             _scatter(out, r, idx)

@@ -101,6 +101,12 @@ class MaterialLaw:
         """Incremental potential of the step per reference area at each point (inf where det F <= 0)."""
         raise NotImplementedError
 
+    # Optional (MaterialPoints uses them where a law defines them):
+    #   start(state, props, dt) -> per-step data from the committed state, computed once per step and
+    #       passed back to update as state["_start"] (e.g. an extrapolated start state); None: nothing
+    #   error_order(state, dt) -> the order p of step_error in dt (local error ~ dt^p; default 2)
+    #   integrator: str, set from solver.creep_integrator for laws that integrate a rate in time
+
     def step_error(self, response: PointResponse, state: dict, props, dt: float) -> np.ndarray:
         """Local time-integration error of the step at each point, as an equivalent stress (model
         units; zeros for a rate-independent law). The step controller keeps it, averaged over each

@@ -399,6 +399,15 @@ class HenckyNorton(MaterialLaw):
         beta = np.where(use, (1.0 + w) / (1.0 + 2.0 * w), 1.0)
         return c, beta, w, use
 
+    def start(self, state, props, dt):
+        """The step's start state of the return, once per step (MaterialPoints passes it back as
+        state["_start"]): Cp_inv_n, or BDF2's extrapolated Cp_inv* (see update)."""
+        b = self._bdf2(state, dt)
+        if b is None:
+            return None
+        c, _, _, use = b
+        return np.where(use[:, None], extrapolate_cp(state["Cp_inv"], state["Cp_inv_prev"], c), state["Cp_inv"])
+
     def update(self, F, state, props, dt, tangent):
         """One step. Backward Euler is the return from Cp_inv_n over dt; a BDF2 step is the same
         return from the extrapolated Cp_inv* = exp(ln Cp_inv_n + c (ln Cp_inv_n - ln Cp_inv_{n-1}))
@@ -409,7 +418,9 @@ class HenckyNorton(MaterialLaw):
         C0, h, c = state["Cp_inv"], dt, 0.0
         if b is not None:
             c, beta, _, use = b
-            C0 = np.where(use[:, None], extrapolate_cp(state["Cp_inv"], state["Cp_inv_prev"], c), state["Cp_inv"])
+            C0 = state.get("_start")
+            if C0 is None:
+                C0 = self.start(state, props, dt)
             h = beta * dt
         r = update(F, C0, props.Jl, props.mu, props.lam, props.A, props.n, props.sigma_ref, h, tangent=tangent)
         if dt <= 0:  # no time passes: the rates and the history stay
