@@ -125,6 +125,24 @@ class MaterialPoints:
             err[idx] = law.step_error(part, {k: v[idx] for k, v in self.state.items()}, props, self.dt)
         return err
 
+    def step_increment(self, response: PointResponse) -> np.ndarray:
+        """The equivalent inelastic strain increment of the step per point: a law's
+        `step_increment(response, dt)` where it defines one (BDF2: the explicit part included),
+        else response.deps."""
+        if all(not hasattr(law, "step_increment") for law, _, _ in self.groups):
+            return response.deps
+        out = np.array(response.deps, dtype=float, copy=True)
+        for law, _, idx in self.groups:
+            if hasattr(law, "step_increment"):
+                part = PointResponse(response.P, None, response.tau, response.sigma, response.vm,
+                                     response.state, response.deps, response.ratio)
+                d = law.step_increment(part, self.dt)
+                if idx is None:
+                    out[:] = d
+                else:
+                    out[idx] = d[idx]
+        return out
+
     def error_order(self) -> int:
         """The order in dt of the laws' local error estimates for the current step (2: first-order
         integration, 3: second order; the lowest over the laws)."""

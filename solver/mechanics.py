@@ -353,7 +353,8 @@ class Mechanics:
         F, r = self._update(self.u.x.array, tangent=False)
         m = r.ratio >= 0.5 if r.ratio is not None else slice(None)
         q = self.cfg.solver.creep_increment_quantile
-        return {"creep_increment": self._quantile(np.asarray(r.deps[m], dtype=float).ravel(), q),
+        d = self.points.step_increment(r)
+        return {"creep_increment": self._quantile(np.asarray(d[m], dtype=float).ravel(), q),
                 "creep_error": self._phase_error(r, F), "creep_error_order": self.points.error_order()}
 
     #: a stress below this many shear moduli is no stress for the relative creep error (1e-6: ~10 kPa in Se)

@@ -468,3 +468,6 @@ def test_bdf2_step_error_is_its_local_error():
             est = law.step_error(r, state, props, dt)[0]
             assert est == pytest.approx(true, rel=0.2), (w, x, est, true)
             assert law.error_order(state, dt) == 3
+            # the step's creep increment: the return's and the explicit part, c = w^2 / (1 + 2w) of the last
+            c = w * w / (1 + 2 * w)
+            assert law.step_increment(r, dt)[0] == pytest.approx(r.deps[0] + c * state["deps_last"][0], rel=1e-12)

@@ -105,6 +105,8 @@ class MaterialLaw:
     #   start(state, props, dt) -> per-step data from the committed state, computed once per step and
     #       passed back to update as state["_start"] (e.g. an extrapolated start state); None: nothing
     #   error_order(state, dt) -> the order p of step_error in dt (local error ~ dt^p; default 2)
+    #   step_increment(response, dt) -> the step's equivalent inelastic strain increment per point, where it
+    #       is more than response.deps (the part the return solved for, which energy_density uses)
     #   integrator: str, set from solver.creep_integrator for laws that integrate a rate in time
 
     def step_error(self, response: PointResponse, state: dict, props, dt: float) -> np.ndarray:

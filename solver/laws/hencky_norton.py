@@ -434,6 +434,11 @@ class HenckyNorton(MaterialLaw):
                    "dt_prev": np.full(len(r.deps), float(dt)), "deps_last": d_total}
         return PointResponse(r.P, r.dPdF, r.tau, r.sigma, r.vm, new, r.deps, r.ratio)
 
+    def step_increment(self, response, dt):
+        """The equivalent creep strain increment of the step: the return's (response.deps) plus,
+        in a BDF2 step, the explicit part c x the last step's."""
+        return response.state["deps_last"] if dt > 0 else response.deps
+
     def error_order(self, state, dt) -> int:
         """The order in dt of the local error estimate of a step: 3 where every point takes a BDF2
         step, else 2 (backward Euler)."""
