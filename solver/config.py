@@ -448,9 +448,10 @@ class Solver(_Strict):
     predictor: Bool = Field(True, description="start each step from the extrapolated last increment")
     proximal_anchor: Literal["extrapolated", "last_step"] = Field(
         "extrapolated", description="where the proximal term of floating bodies (contact.proximal) is anchored: at "
-                                    "the predictor's extrapolation of the last increment (it then resists only the "
-                                    "departure from a steady motion, e.g. a free particle's swelling, and seldom needs "
-                                    "the proximal re-solves) or at the last converged step (as before this setting; "
+                                    "the predictor's extrapolation of the last increment less each body's rigid "
+                                    "motion (it then resists only the departure from a steady deformation, e.g. a "
+                                    "free particle's swelling, needs fewer proximal re-solves, and still pins each "
+                                    "body's rigid motion) or at the last converged step (as before this setting; "
                                     "without a predictor always there)")
     checkpoint_every: Int = Field(0, ge=0, le=10**9,
                                   description="write a checkpoint every N steps (0: cycle ends only)")

@@ -82,7 +82,9 @@ class StepController:
         of the tolerance (>= 0.2)."""
         tol = self.s.creep_tolerance
         r = creep_error / tol if tol > 0 else 0.0
-        return math.inf if r <= 0 else max(0.2, 0.9 * r ** (-1.0 / order))
+        if r <= 0:
+            return math.inf
+        return max(0.2, 0.9 / math.sqrt(r) if order == 2 else 0.9 * r ** (-1.0 / order))
 
     def reject(self, dt: float, creep_increment: float = 0.0, creep_error: float = 0.0, order: int = 2) -> bool:
         """Shorten after a rejected step of size dt: by half (Newton failure), to 0.8 of the step
