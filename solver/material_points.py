@@ -134,9 +134,7 @@ class MaterialPoints:
         out = np.array(response.deps, dtype=float, copy=True)
         for law, _, idx in self.groups:
             if hasattr(law, "step_increment"):
-                part = PointResponse(response.P, None, response.tau, response.sigma, response.vm,
-                                     response.state, response.deps, response.ratio)
-                d = law.step_increment(part, self.dt)
+                d = law.step_increment(response, self.dt)  # over all points; this group's are kept
                 if idx is None:
                     out[:] = d
                 else:
@@ -146,7 +144,7 @@ class MaterialPoints:
     def error_order(self) -> int:
         """The order in dt of the laws' local error estimates for the current step (2: first-order
         integration, 3: second order; the lowest over the laws)."""
-        orders = [law.error_order(self.state if idx is None else {k: v[idx] for k, v in self.state.items()}, self.dt)
+        orders = [law.error_order(self._group_state(idx), self.dt)
                   for law, _, idx in self.groups if hasattr(law, "error_order")]
         return min(orders, default=2)
 
