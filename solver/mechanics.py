@@ -251,7 +251,7 @@ class Mechanics:
 
     def assemble_gradient(self, u_array):
         """b = ∇Π at u alone, Dirichlet rows zeroed (Newton's convergence test of an iterate; the
-        constitutive update keeps its tangent, cached for `assemble` at the same u)."""
+        constitutive update keeps its tangent, cached for `assemble_hessian` at the same u)."""
         F, r = self._update(u_array, tangent=True)
         self.P.x.array.reshape(-1, 4)[self.qdofs] = r.P.reshape(-1, 4)
         self.P.x.scatter_forward()
@@ -271,7 +271,13 @@ class Mechanics:
 
     def assemble(self, u_array):
         """(b, A) = (∇Π, ∇²Π) at u; Dirichlet rows of b zeroed, of A identity."""
-        b = self.assemble_gradient(u_array)  # also sets u, the boundary state and the cached update
+        b = self.assemble_gradient(u_array)
+        return b, self.assemble_hessian(u_array)
+
+    def assemble_hessian(self, u_array):
+        """A = ∇²Π at u, Dirichlet rows and columns identity. It needs only the constitutive tangent at
+        u (cached by `assemble_gradient` at the same u) and the contact Hessian: Newton tests an
+        iterate with its gradient and assembles this only if it goes on."""
         F, r = self._update(u_array, tangent=True)
         D = r.dPdF.reshape(-1, 4, 4)
         if self.project_tangent:
@@ -290,7 +296,7 @@ class Mechanics:
             t0 = time.perf_counter()
             A.assemble()  # contact adds nothing to Dirichlet rows/columns (bcs given to it)
             self.timers["assembly"] += time.perf_counter() - t0
-        return b, A
+        return A
 
     def time_split(self) -> dict:
         """Seconds spent so far, by part: constitutive update, finite-element assembly, contact

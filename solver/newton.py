@@ -66,7 +66,8 @@ class NewtonResult:
 class System(Protocol):
     """What Newton minimises: an energy Π(u) with its gradient and Hessian (u: the local array of
     a DOLFINx Function, ghosts included). Optional: `assemble_gradient(u_array) -> b`, the gradient
-    alone, so that a converged iterate's Hessian is never assembled."""
+    alone, so that a converged iterate's Hessian is never assembled, with
+    `assemble_hessian(u_array) -> A` for the Hessian at the u of the last gradient (else `assemble`)."""
 
     def energy(self, u_array) -> float:
         """Π(u), the same on every rank; inf where u is inadmissible."""
@@ -261,6 +262,7 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
             log(msg)
 
     gradient = getattr(system, "assemble_gradient", None)
+    hessian = getattr(system, "assemble_hessian", None)
     try:
         b, A = system.assemble(u.x.array)
     except Exception as exc:  # noqa: BLE001 - a failed assembly is a failed solve
@@ -279,7 +281,10 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
             return done(False, it, f"no convergence in {max_it} iterations (|r| = {rnorm:.3e}, |r0| = {r0:.3e})")
         if A is None:  # the iterate's gradient only was assembled (to test convergence): now the tangent
             try:
-                b, A = system.assemble(u.x.array)
+                if hessian is not None:
+                    A = hessian(u.x.array)
+                else:
+                    b, A = system.assemble(u.x.array)
             except Exception as exc:  # noqa: BLE001
                 return done(False, it, f"assembly failed: {exc}")
         # --- direction
