@@ -404,6 +404,12 @@ class Solver(_Strict):
                                                         "the creep error control of a fully relaxed, fast-creeping "
                                                         "phase (docs/physics.md)")
     max_iterations: Int = Field(40, ge=1, le=500, description="Newton iterations per step")
+    chord_steps: Int = Field(3, ge=0, le=50, description="Newton iterations in a row that may solve with the tangent "
+                                                         "already factorised (chord steps): after a full step that "
+                                                         "cut the residual 100-fold, and at the start of a proximal "
+                                                         "re-solve; the same answer to the tolerance with fewer "
+                                                         "assemblies and factorisations (0: a fresh tangent every "
+                                                         "iteration, as before this setting)")
     dt_initial: PosFloat = Field(60.0, le=DT_MAX, description=f"first time step [s], at most {DT_MAX:g} (32 years)")
     dt_min: PosFloat = Field(1e-3, le=DT_MAX, description="smallest time step before giving up [s]")
     stall_steps: Int = Field(100, ge=2, le=100000, description="the run fails as stalled when this many consecutive "
@@ -730,6 +736,7 @@ def physics_hash(cfg: Config) -> str:
     d = to_dict(cfg)
     d.pop("output", None)
     d.get("solver", {}).pop("checkpoint_every", None)
+    d.get("solver", {}).pop("chord_steps", None)  # how Newton converges to a step's minimiser, not the problem
     d.get("rve", {}).pop("packing_iterations", None)  # a budget: changes whether packing gives up, not the answer
     # settings whose value reproduces the code before they existed hash as before (the runs made then stay valid:
     # resume, reuse by sweeps and ensembles)

@@ -22,6 +22,17 @@ assembles. Each iteration:
 5. u <- u + α δ; stop when ||α δ||_inf <= dx_tol (for a step not shortened below α = 1/2 by the
    line search, so that a stalled line search is not mistaken for convergence).
 
+Chord steps (`chord_steps` > 0): once a full step (α = 1) has cut ||b|| at least 1/CHORD_RATIO-fold,
+Newton is in its quadratic range, where the tangent hardly changes any more; the next direction is
+then solved with the factorisation the KSP already holds (no assembly of A, no new factorisation,
+one solve with the factors: ~1/8 of a factorisation on the 2D RVEs), up to `chord_steps` times in a
+row while each step keeps that contraction, and only if it descends (else the iterate's own tangent,
+as above). A caller that knows the last factorised tangent is still this problem's (the proximal
+re-solve of a converged step: the same step and state, only the proximal anchor moved, and the
+proximal Hessian k M does not depend on it) asks for a chord step at the first iteration too
+(`minimise(..., reuse_factorisation=True)`). Either way the solution is the same minimiser to the
+tolerance; only how the last iterations get there changes (docs/newton_profile.md §8).
+
 Never raises on divergence and never loops forever: returns NewtonResult(converged=False, reason).
 All decisions use values that are identical on every MPI rank (norms are global reductions,
 energies and step bounds are broadcast from rank 0).
@@ -46,6 +57,7 @@ ARMIJO_C = 1e-4
 ROUNDOFF = 1e-12
 MAX_HALVINGS = 40
 RESIDUAL_HALVINGS = 12
+CHORD_RATIO = 0.01  # a full step must cut the residual this much for the next one to reuse its factorisation
 
 
 @dataclass
@@ -61,6 +73,7 @@ class NewtonResult:
     time: float = 0.0
     projected: int = 0  # iterations that needed the PSD-projected contact Hessian
     residual_steps: int = 0  # iterations accepted by the residual fallback of the line search
+    chord_steps: int = 0  # iterations solved with an earlier factorised tangent
 
 
 class System(Protocol):
@@ -197,6 +210,23 @@ def _direction_checked(ksp, pattern, A, b, du, say):
     return True, ""
 
 
+def _chord_direction(ksp, b, du, timers) -> bool:
+    """du = -A_k^{-1} b with the operator the KSP factorised last (PETSc factorises again only if that
+    matrix has changed since, which Newton's gradient-only assemblies never do). False on failure."""
+    t0 = time.perf_counter()
+    try:
+        ksp.solve(b, du.x.petsc_vec)
+        ok = ksp.getConvergedReason() >= 0
+    except PETSc.Error:
+        ok = False
+    finally:
+        timers["linear_solve"] += time.perf_counter() - t0
+    if ok:
+        du.x.petsc_vec.scale(-1.0)
+        du.x.scatter_forward()
+    return ok
+
+
 def _linear_residual(A, b, du) -> float:
     r = A.createVecLeft()
     A.mult(du.x.petsc_vec, r)
@@ -214,31 +244,35 @@ class NewtonSolver:
     """Newton's method with the line search above.
 
     Takes the communicator, the residual tolerances (stop when ||b|| <= max(atol, rtol ||b_0||)),
-    the increment tolerance dx_tol (max norm), the iteration limit, an optional log callable and
-    an optional PETSc KSP (default: MUMPS LU, created here and kept)."""
+    the increment tolerance dx_tol (max norm), the iteration limit, an optional log callable, an
+    optional PETSc KSP (default: MUMPS LDLᵀ, created here and kept) and the chord steps allowed in a
+    row (0: a fresh tangent at every iteration; module docstring)."""
 
-    def __init__(self, comm, *, atol: float, rtol: float, dx_tol: float, max_it: int = 30, log=None, ksp=None):
+    def __init__(self, comm, *, atol: float, rtol: float, dx_tol: float, max_it: int = 30, log=None, ksp=None,
+                 chord_steps: int = 0):
         self.comm = comm
+        self.chord_steps = int(chord_steps)
         self.near_nullspace = None  # PETSc NullSpace attached to every matrix (iterative solvers)
         self.atol, self.rtol, self.dx_tol, self.max_it, self.log = atol, rtol, dx_tol, max_it, log
         self.ksp = ksp if ksp is not None else default_ksp(comm)
         self._pattern: dict = {}  # (matrix handle, nonzeros) the KSP last factorised
         self.timers = {"linear_solve": 0.0}  # seconds spent in the linear solver
 
-    def minimise(self, system: System, u) -> NewtonResult:
+    def minimise(self, system: System, u, reuse_factorisation: bool = False) -> NewtonResult:
         """Minimise system's energy over u (a DOLFINx Function, updated in place); returns a
-        NewtonResult (never raises on divergence)."""
-        return _minimise(self, system, u)
+        NewtonResult (never raises on divergence). `reuse_factorisation`: the tangent this solver
+        factorised last is (nearly) this problem's: try a chord step first (with chord_steps > 0)."""
+        return _minimise(self, system, u, reuse_factorisation)
 
 
 def minimise(system: System, u, *, atol: float, rtol: float, dx_tol: float, max_it: int = 30, ksp=None,
-             log=None) -> NewtonResult:
+             log=None, chord_steps: int = 0) -> NewtonResult:
     """One minimisation with a fresh NewtonSolver (see NewtonSolver; u: a DOLFINx Function)."""
     return NewtonSolver(u.function_space.mesh.comm, atol=atol, rtol=rtol, dx_tol=dx_tol, max_it=max_it, log=log,
-                        ksp=ksp).minimise(system, u)
+                        ksp=ksp, chord_steps=chord_steps).minimise(system, u)
 
 
-def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
+def _minimise(solver: NewtonSolver, system: System, u, reuse_factorisation: bool = False) -> NewtonResult:
     t_start = time.perf_counter()
     V = u.function_space
     comm = V.mesh.comm
@@ -249,13 +283,16 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
     history, alphas = [], []
     n_projected = 0
     n_residual_steps = 0
+    n_chord, chords = 0, 0  # chord steps in all / in a row
+    # a chord step at the first iteration needs a factorisation of this problem's KSP to reuse
+    reuse = reuse_factorisation and solver.chord_steps > 0 and "key" in pattern
     res = None
     r0 = None
     e0 = None
 
     def done(ok, it, reason):
         return NewtonResult(ok, it, reason, history, e0 if e0 is not None else math.nan, alphas,
-                            time.perf_counter() - t_start, n_projected, n_residual_steps)
+                            time.perf_counter() - t_start, n_projected, n_residual_steps, n_chord)
 
     def say(msg):
         if log is not None:
@@ -264,7 +301,7 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
     gradient = getattr(system, "assemble_gradient", None)
     hessian = getattr(system, "assemble_hessian", None)
     try:
-        b, A = system.assemble(u.x.array)
+        b, A = (gradient(u.x.array), None) if reuse and gradient is not None else system.assemble(u.x.array)
     except Exception as exc:  # noqa: BLE001 - a failed assembly is a failed solve
         return done(False, 0, f"assembly failed: {exc}")
     rnorm = b.norm()
@@ -279,7 +316,17 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
             return done(True, it, "residual")
         if it == max_it:
             return done(False, it, f"no convergence in {max_it} iterations (|r| = {rnorm:.3e}, |r0| = {r0:.3e})")
-        if A is None:  # the iterate's gradient only was assembled (to test convergence): now the tangent
+        # --- direction: a chord step with the factorisation at hand, or this iterate's tangent
+        contracted = it > 0 and bool(alphas) and alphas[-1] == 1.0 and rnorm <= CHORD_RATIO * history[-2]
+        chord = (A is None and chords < solver.chord_steps and ((it == 0 and reuse) or contracted)
+                 and _chord_direction(ksp, b, du, solver.timers))
+        if chord:
+            slope = b.dot(du.x.petsc_vec)  # b·δ
+            dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+            chord = math.isfinite(slope) and math.isfinite(dnorm) and slope < 0
+        chords = chords + 1 if chord else 0
+        n_chord += chord
+        if not chord and A is None:  # the iterate's gradient only was assembled (to test convergence): now the tangent
             try:
                 if hessian is not None:
                     A = hessian(u.x.array)
@@ -287,14 +334,14 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
                     b, A = system.assemble(u.x.array)
             except Exception as exc:  # noqa: BLE001
                 return done(False, it, f"assembly failed: {exc}")
-        # --- direction
-        ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"), solver.timers)
-        if not ok:
-            return done(False, it, msg)
-        slope = b.dot(du.x.petsc_vec)  # b·δ
-        dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
-        if not (math.isfinite(slope) and math.isfinite(dnorm)):
-            return done(False, it, "non-finite Newton direction (singular tangent?)")
+        if not chord:
+            ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"), solver.timers)
+            if not ok:
+                return done(False, it, msg)
+            slope = b.dot(du.x.petsc_vec)  # b·δ
+            dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+            if not (math.isfinite(slope) and math.isfinite(dnorm)):
+                return done(False, it, "non-finite Newton direction (singular tangent?)")
         for level in (1, 2):
             if slope < 0:
                 break
@@ -375,7 +422,7 @@ def _minimise(solver: NewtonSolver, system: System, u) -> NewtonResult:
         e0 = e1
         alphas.append(alpha)
         step = alpha * dnorm
-        say(f"  newton {it}: |r| = {rnorm:.3e}  alpha = {alpha:.3g} (ccd {amax:.3g})  |du| = {step:.3e}  E = {e1:.12e}")
+        say(f"  newton {it}{' (chord)' if chord else ''}: |r| = {rnorm:.3e}  alpha = {alpha:.3g} (ccd {amax:.3g})  |du| = {step:.3e}  E = {e1:.12e}")
         if res is not None:
             b, A, rnorm = res
         else:

@@ -135,7 +135,8 @@ class Simulation:
         s = cfg.solver
         self.newton = NewtonSolver(self.comm, atol=s.atol, rtol=s.rtol, dx_tol=1e-10 * max(mech.W, 1),
                                    max_it=s.max_iterations, log=_log if s.log_newton and self.rank0 else None,
-                                   ksp=make_ksp(self.comm, s.linear_solver, s.linear_rtol, symmetric=True))
+                                   ksp=make_ksp(self.comm, s.linear_solver, s.linear_rtol, symmetric=True),
+                                   chord_steps=s.chord_steps)
         if s.linear_solver != "lu":
             self.newton.near_nullspace = mech.rigid_body_modes()
         segments = schedule(parse_protocol(cfg.cycling.protocol), cfg.cycling.cycles, cfg.cycling.initial_theta)
@@ -159,8 +160,8 @@ class Simulation:
         return self
 
     # ------------------------------------------------------------------------------------
-    def _solve(self) -> StepInfo:
-        r = self.newton.minimise(self.mech, self.mech.u)
+    def _solve(self, reuse_factorisation: bool = False) -> StepInfo:
+        r = self.newton.minimise(self.mech, self.mech.u, reuse_factorisation)
         return StepInfo(r.converged, r.iterations, r.reason, tuple(r.history))
 
     def _row(self, seg, info) -> dict:

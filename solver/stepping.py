@@ -131,7 +131,8 @@ class StepController:
 class Stepper:
     """Takes the problem, the solve callable (-> StepInfo), the lithiation provider
     (creep_cathode.lithiation), the [solver] settings, post-solve hooks (callables
-    hook(problem, solve) -> Newton iterations spent) and a log callable.
+    hook(problem, solve) -> Newton iterations spent; a hook that solves the same step again may call
+    solve(reuse_factorisation=True)) and a log callable.
 
     `run_segment(seg, on_step, on_end)` advances through one protocol segment; counters:
     t, steps, newton_total, rejected (by cause)."""

@@ -21,7 +21,8 @@ class ProximalRelaxation:
         self.last_ratio = 0.0
 
     def __call__(self, problem, solve) -> int:
-        """Relax after a converged step; `solve()` -> StepInfo. Returns the Newton iterations spent."""
+        """Relax after a converged step; `solve(reuse_factorisation=True)` -> StepInfo (the flag: the
+        last factorised tangent is still this problem's). Returns the Newton iterations spent."""
         its = 0
         ratio = problem.proximal_ratio(problem.get_u())
         for _ in range(self.relaxations):
@@ -29,7 +30,9 @@ class ProximalRelaxation:
                 break
             u_conv, anchor = problem.get_u().copy(), problem.anchor().copy()
             problem.set_anchor(u_conv)
-            info = solve()
+            # the same step and state, only the anchor moved (the proximal Hessian k M does not depend
+            # on it): the tangent Newton factorised last still serves
+            info = solve(reuse_factorisation=True)
             its += info.iterations
             if not info.converged:  # keep the last converged state
                 problem.set_u(u_conv)
