@@ -731,9 +731,12 @@ def to_toml(cfg: Config) -> str:
     return _dump_toml(to_dict(cfg))
 
 
-def physics_hash(cfg: Config) -> str:
-    """Hash of everything that changes the answer (not output or progress settings)."""
+def physics_hash(cfg: Config, cycles: int | None = None) -> str:
+    """Hash of everything that changes the answer (not output or progress settings); with `cycles`,
+    of the same config run for that many cycles (a run extended by more cycles: rundir)."""
     d = to_dict(cfg)
+    if cycles is not None:
+        d["cycling"]["cycles"] = int(cycles)
     d.pop("output", None)
     d.get("solver", {}).pop("checkpoint_every", None)
     d.get("solver", {}).pop("chord_steps", None)  # how Newton converges to a step's minimiser, not the problem

@@ -6,7 +6,9 @@ A run folder holds one run:
   (`overwrite`: those files are removed first; nothing else in the folder is touched), so two runs'
   files never mix;
 - `--resume` checks the config, the checkpoint (readable, same physics, written by the run whose
-  `timeseries.csv` is in the folder) before it writes anything;
+  `timeseries.csv` is in the folder) before it writes anything; the one change of physics it takes
+  is more cycles (`cycling.cycles` above the folder's): the run, completed or not, goes on from its
+  last checkpoint to the new count;
 - `summary.json` says "running" from the start (with the process id, host and a run id), and every
   way a run ends leaves a final status with its reason: "completed", or "failed" (bad input, solver
   failure, internal error, SIGTERM/SIGINT, another rank's failure). A killed process cannot write:
@@ -25,6 +27,7 @@ import shutil
 import signal
 import socket
 import time
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -140,17 +143,33 @@ def _check_resume(p: Path, cfg) -> tuple[str | None, str]:
     if meta is None:
         return f"--resume: no checkpoint in {p}", ""
     h = cfgmod.physics_hash(cfg)
+    extended = False  # the same run asked for more cycles: it goes on from its last checkpoint
     if meta.get("config_hash") != h:
-        return (f"--resume refused: the physics part of the config changed since the checkpoint "
-                f"(hash {meta.get('config_hash')} != {h})"), ""
+        before = _cycles_of(p / "config.toml")
+        extended = (before is not None and before < cfg.cycling.cycles
+                    and meta.get("config_hash") == cfgmod.physics_hash(cfg, cycles=before))
+        if not extended:
+            more = (f"; only cycling.cycles may grow (from {before})" if before is not None
+                    and before != cfg.cycling.cycles else "")
+            return (f"--resume refused: the physics part of the config changed since the checkpoint "
+                    f"(hash {meta.get('config_hash')} != {h}){more}"), ""
     if s is not None and s.get("run_id") and meta.get("run_id") != s.get("run_id"):
         return f"--resume refused: the checkpoint in {p} belongs to another run than its summary.json", ""
     if csv_digest(p / "timeseries.csv", int(meta.get("ts_rows", 0))) != meta.get("ts_digest"):
         return (f"--resume refused: {p}/timeseries.csv is not the one the checkpoint was written with "
                 f"(replaced or truncated)"), ""
-    if st == "completed" and meta.get("finished"):
+    if st == "completed" and meta.get("finished") and not extended:
         return None, "completed"
     return None, ""
+
+
+def _cycles_of(config_toml: Path) -> int | None:
+    """cycling.cycles of the config a run folder was started with (None if unreadable)."""
+    try:
+        with open(config_toml, "rb") as f:
+            return int(tomllib.load(f)["cycling"]["cycles"])
+    except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError):
+        return None
 
 
 def start_run(outdir, cfg, comm=MPI.COMM_WORLD, *, resume=False, overwrite=False) -> dict | None:

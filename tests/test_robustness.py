@@ -198,6 +198,41 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     assert len(ca) == len(cb) == 8
 
 
+def test_resume_with_more_cycles_extends_a_completed_run(tmp_path):
+    """--resume --set cycling.cycles=N (N above the folder's) continues a completed run from its last
+    checkpoint to cycle N, as if it had been asked for N cycles from the start; fewer cycles, or any
+    other change of physics, is refused."""
+    args = [str(BASE)] + SMALL_BLOCK + ["--set", "solver.dt_max=600", "--set", "output.fields=none"]
+    ref, out = tmp_path / "ref", tmp_path / "ext"
+    r = subprocess.run([EXE, "run"] + args + ["--set", "cycling.cycles=2", "-o", str(ref)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([EXE, "run"] + args + ["--set", "cycling.cycles=1", "-o", str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "summary.json").read_text())["cycles_completed"] == 1
+    bad = subprocess.run([EXE, "run"] + args + ["--set", "cycling.cycles=2", "--set", "materials.Se.creep.n=3",
+                                                "-o", str(out), "--resume"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "physics part of the config changed" in bad.stderr
+    r = subprocess.run([EXE, "run"] + args + ["--set", "cycling.cycles=2", "-o", str(out), "--resume"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    sa = json.loads((ref / "summary.json").read_text())
+    sb = json.loads((out / "summary.json").read_text())
+    assert sb["status"] == "completed" and sb["cycles_completed"] == 2 and sb["resumes"] == 1
+    for k in ("steps", "newton_iterations_total", "rejected_steps"):
+        assert sb[k] == sa[k], k
+    for k, v in sa["final"].items():
+        if isinstance(v, float):
+            assert sb["final"][k] == pytest.approx(v, rel=1e-8, abs=1e-14), k
+    assert len(CSVTable.read(out / "cycles.csv")) == len(CSVTable.read(ref / "cycles.csv")) == 4
+    assert len(CSVTable.read(out / "timeseries.csv")) == len(CSVTable.read(ref / "timeseries.csv"))
+    # back to fewer cycles: refused, naming the key
+    fewer = subprocess.run([EXE, "run"] + args + ["--set", "cycling.cycles=1", "-o", str(out), "--resume"],
+                           capture_output=True, text=True)
+    assert fewer.returncode == 2 and "only cycling.cycles may grow (from 2)" in fewer.stderr
+
+
 def test_checkpoint_without_integration_history_resumes_backward_euler_runs(tmp_path):
     """A checkpoint written before the laws had their BDF2 history variables (as the runs made with
     backward Euler before it) resumes with solver.creep_integrator = "backward_euler" and gives
