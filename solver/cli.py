@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--ranks-per-case", type=_positive, default=1, help="under mpiexec: ranks per case")
     sw.add_argument("--slurm", action="store_true", help="write DIR/sweep.sbatch (a job array) instead of running")
     sw.add_argument("--case", type=_nonnegative, default=None, help="run only case I (used by the SLURM array)")
+    sw.add_argument("--progress-every", type=_nonnegative, default=60, metavar="S",
+                    help="with local processes: a progress line every S seconds while cases run (0: none)")
     co = sub.add_parser("collect", help="aggregate a sweep folder into sweep.csv")
     co.add_argument("dir")
     be = sub.add_parser("bench", help="benchmark: floor-normalised cost per step, time split, DoF and rank scaling")
@@ -87,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     en.add_argument("--seeds", type=_positive, required=True, help="number of packings")
     en.add_argument("--first-seed", type=_positive, default=1, help="first rve.seed (default 1)")
     en.add_argument("--jobs", type=_positive, default=1, help="local processes at a time")
+    en.add_argument("--progress-every", type=_nonnegative, default=60, metavar="S",
+                    help="a progress line every S seconds while packings run (0: none)")
     ma = sub.add_parser("materials", help="list the cited materials library (configs/materials/), or show one entry")
     ma.add_argument("name", nargs="?", help="an entry (e.g. Se): every value with its kind and citation")
     return p
@@ -210,7 +214,8 @@ def cmd_ensemble(args) -> int:
 
     if _rank() != 0:
         return EXIT_OK
-    res = run_ensemble(args.config, args.out, args.seeds, args.overrides, jobs=args.jobs, first_seed=args.first_seed)
+    res = run_ensemble(args.config, args.out, args.seeds, args.overrides, jobs=args.jobs, first_seed=args.first_seed,
+                       progress_every=args.progress_every)
     md = [f for f in res["files"] if f.name == "ensemble.md"]
     if md:
         sys.stdout.write(md[0].read_text())

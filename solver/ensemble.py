@@ -198,11 +198,13 @@ def write_summary(out, folders: list[Path]) -> dict:
     return {"summary": summary, "files": files, "runs": used}
 
 
-def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_seed: int = 1) -> dict:
+def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_seed: int = 1,
+                 progress_every: float = 60.0) -> dict:
     """Run `config` (with `overrides`) for rve.seed = first_seed .. first_seed + seeds - 1 as a
     sweep in `out` (one folder per seed; completed runs are reused, unfinished ones rerun), then
     write the statistics (write_summary). Returns write_summary's dict plus "code" (the sweep's
-    exit code: 0 when every packing completed)."""
+    exit code: 0 when every packing completed). `progress_every`: seconds between the progress
+    lines while packings run (0: none)."""
     import argparse
     import json as _json
 
@@ -221,7 +223,7 @@ def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_see
                      f"set = {_json.dumps(list(overrides))}\n\n"
                      f"[[axis]]\nkey = \"rve.seed\"\nvalues = {_json.dumps(values)}\n")
     code = run_sweep(argparse.Namespace(sweep=str(sweep), out=str(out), jobs=jobs, ranks_per_case=1,
-                                        slurm=False, case=None))
+                                        slurm=False, case=None, progress_every=progress_every))
     sw = load_sweep(sweep)
     res = write_summary(out, [case_folder(out, c) for c in sw["cases"]])
     res["code"] = code

@@ -24,7 +24,10 @@ config and `-o` are resolved to absolute paths before any case starts. Each case
 from its folder after it ends; a case whose run left no final status (killed, crashed) is
 recorded there as failed with the exit code and the last line of its log. Under MPI any
 exception of a case is that case's failure (recorded in its folder), and `sweep.csv` is written.
-The sweep exits 0 when every case completed and 3 when any did not.
+The sweep exits 0 when every case completed and 3 when any did not. With local processes it
+prints, every `progress_every` seconds (60; `--progress-every`, 0: never) while cases run, one line
+with the cases done and where each running case is (cycle, step, simulated time, from the last
+row of its `timeseries.csv`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -166,19 +170,95 @@ def _exe() -> list[str]:
     return [sys.executable, "-m", "creep_cathode.cli"]
 
 
-def _run_local(case, out: Path) -> dict:
+def _last_row(path: Path) -> dict:
+    """The header and the last line of a CSV file as a dict ({} when there is none yet)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.readline().decode().strip().split(",")
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return {}
+    last = lines[-1].split(",") if lines else []
+    return dict(zip(header, last)) if len(last) == len(header) and last != header else {}
+
+
+def case_progress(folder: Path, cycles: int) -> str:
+    """Where a running case is: 'cycle C/N, step S, t = T h' (or 'starting')."""
+    row = _last_row(folder / "timeseries.csv")
+    try:
+        return f"cycle {int(float(row['cycle']))}/{cycles}, step {int(float(row['step']))}, " \
+               f"t = {float(row['time_s']) / 3600:.1f} h"
+    except (KeyError, ValueError):
+        return "starting"
+
+
+class _Progress:
+    """The sweep's progress lines (local processes): every `every` seconds, while any case runs,
+    one line: cases done of all, and each running case's position."""
+
+    def __init__(self, total: int, every: float, out=None):
+        self.total, self.every, self.out = total, every, out
+        self.running: dict[str, tuple[Path, int, float]] = {}
+        self.done = 0
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True) if every > 0 else None
+
+    def __enter__(self):
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def start(self, name: str, folder: Path, cycles: int) -> None:
+        with self.lock:
+            self.running[name] = (folder, cycles, time.monotonic())
+
+    def end(self, name: str) -> None:
+        with self.lock:
+            self.running.pop(name, None)
+            self.done += 1
+
+    def line(self) -> str:
+        with self.lock:
+            running, done = dict(self.running), self.done
+        now = time.monotonic()
+        parts = [f"{name} {case_progress(folder, cycles)} ({(now - t0) / 60:.0f} min)"
+                 for name, (folder, cycles, t0) in running.items()]
+        return one_line(f"sweep {time.strftime('%H:%M')}: {done} of {self.total} done; running: "
+                        + ("; ".join(parts) if parts else "none"), 400)
+
+    def _loop(self):
+        while not self._stop.wait(self.every):
+            if self.running:
+                print(self.line(), file=self.out or sys.stdout, flush=True)
+
+
+def _run_local(case, out: Path, progress: _Progress | None = None) -> dict:
     """One case as a child process; its outcome read back from its folder."""
     folder = case_folder(out, case)
     if _done(folder, case["config"]):
+        if progress is not None:
+            progress.end(case["name"])
         return {"case": case["name"], "status": "completed", "skipped": True}
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "input.toml", cfgmod.to_toml(case["config"]))
     t0 = time.monotonic()
+    if progress is not None:
+        progress.start(case["name"], folder, case["config"].cycling.cycles)
     with open(folder / "log.txt", "w") as log:
         # a case not completed is run again from scratch: --overwrite clears a failed or killed run's files
         rc = subprocess.call(_exe() + ["run", str(folder / "input.toml"), "-o", str(folder), "--overwrite", "--set",
                                        "output.progress=false"], stdout=log, stderr=subprocess.STDOUT,
                              cwd=folder)
+    if progress is not None:
+        progress.end(case["name"])
     s = _summary(folder)
     if rc != 0 and s.get("status") not in FINAL:
         _record_failure(folder, case["config"], f"exit code {rc}: {_log_tail(folder / 'log.txt')}")
@@ -313,8 +393,9 @@ def run_sweep(args) -> int:
     if mpi_size > 1 or case is not None:
         _run_mpi(sw, out, args.ranks_per_case)
     else:
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
-            for r in ex.map(lambda c: _run_local(c, out), sw["cases"]):
+        every = float(getattr(args, "progress_every", 60.0) or 0.0)
+        with _Progress(len(sw["cases"]), every) as progress, ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
+            for r in ex.map(lambda c: _run_local(c, out, progress), sw["cases"]):
                 if r.get("skipped"):
                     print(f"{r['case']}: already completed, skipped")
                 else:

@@ -549,3 +549,20 @@ def test_property_rest_steps(d, unit):
         assert not ok
         return
     assert ok and step.duration_s == seconds
+
+
+def test_sweep_prints_progress_while_cases_run(tmp_path, monkeypatch, capsys):
+    """With local processes the sweep says, while cases run, how many are done and where each running
+    case is (cycle, step, simulated time from its timeseries.csv)."""
+    sw = _sweep(tmp_path, '[[axis]]\nkey = "materials.Se.creep.n"\nvalues = [3.0]\n')
+    slow = ("import json, pathlib, sys, time; f = pathlib.Path(sys.argv[sys.argv.index('-o') + 1]); "
+            "(f / 'timeseries.csv').write_text('time_s,cycle,step\\n0,1,0\\n7200,1,12\\n'); time.sleep(1.5); "
+            "(f / 'summary.json').write_text(json.dumps({'status': 'completed'}))")
+    _fake_run(monkeypatch, slow)
+    assert sweepmod.run_sweep(_args(sw, tmp_path / "out", progress_every=0.3)) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("sweep ")]
+    assert lines and "0 of 1 done; running: 000_n=3.0 cycle 1/1, step 12, t = 2.0 h" in lines[-1]
+    # and none with progress_every = 0
+    _fake_run(monkeypatch, slow.replace("time.sleep(1.5)", "time.sleep(0.5)"))
+    assert sweepmod.run_sweep(_args(sw, tmp_path / "out2", progress_every=0)) == 0
+    assert not [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("sweep ")]
