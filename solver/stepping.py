@@ -221,6 +221,11 @@ class Stepper:
         if self.recent_cuts and bound in ("cut-back", "hard"):
             return (f"{self.recent_cuts} steps were rejected and cut back (Newton failures or creep increments: "
                     f"a contact state the mechanics cannot get past?)")
+        if bound == "hard":
+            return (f"the steps kept shrinking by 0.7 after hard steps (more than solver.hard_iterations = "
+                    f"{s.hard_iterations} Newton iterations each); where Newton's work does not fall with the step "
+                    f"(many contacts settling at once, e.g. on a large RVE) raise solver.hard_iterations and "
+                    f"solver.easy_iterations (e.g. 200 and 60; README, Performance)")
         return (f"the step size stays small without rejections (solver.dt_initial = {s.dt_initial:g} s, "
                 f"growth x{s.growth:g} only after steps of <= {s.easy_iterations} Newton iterations)")
 

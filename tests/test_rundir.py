@@ -172,3 +172,20 @@ def test_stall_message_names_the_limit(tmp_path):
     assert rc == 3
     reason = summary(out)["reason"]
     assert "stalled" in reason and "max_theta_increment" in reason and "contact" not in reason
+
+
+def test_stall_message_after_hard_steps_names_the_remedy():
+    """Steps that shrink because each takes more than hard_iterations Newton iterations, while the
+    iterations do not fall with the step (contacts settling on a large RVE), stall with a message
+    that names the two settings to raise."""
+    from types import SimpleNamespace
+
+    import creep_cathode as cc
+    from creep_cathode.stepping import Stepper
+
+    settings = cc.load_config(str(BASE), []).solver
+    lith = SimpleNamespace(theta_at=lambda seg, t: {})
+    st = Stepper(problem=None, solve=None, lithiation=lith, settings=settings)
+    st.recent_bound, st.recent_cuts = ["hard"] * 10, 0
+    msg = st._stall_cause()
+    assert "solver.hard_iterations = 30" in msg and "solver.easy_iterations" in msg
