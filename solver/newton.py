@@ -151,9 +151,10 @@ def make_ksp(comm, kind: str = "lu", rtol: float = 1e-9, symmetric: bool = False
 
 
 def _solve(ksp, A, b, du):
-    """du = -A^{-1} b (ghosts updated). Returns (ok, message)."""
+    """du = -A^{-1} b (ghosts updated); A None: the operator the KSP already holds. Returns (ok, message)."""
     try:
-        ksp.setOperators(A)
+        if A is not None:
+            ksp.setOperators(A)
         ksp.solve(b, du.x.petsc_vec)
         kreason = ksp.getConvergedReason()
     except PETSc.Error as exc:
@@ -215,16 +216,9 @@ def _chord_direction(ksp, b, du, timers) -> bool:
     matrix has changed since, which Newton's gradient-only assemblies never do). False on failure."""
     t0 = time.perf_counter()
     try:
-        ksp.solve(b, du.x.petsc_vec)
-        ok = ksp.getConvergedReason() >= 0
-    except PETSc.Error:
-        ok = False
+        return _solve(ksp, None, b, du)[0]
     finally:
         timers["linear_solve"] += time.perf_counter() - t0
-    if ok:
-        du.x.petsc_vec.scale(-1.0)
-        du.x.scatter_forward()
-    return ok
 
 
 def _linear_residual(A, b, du) -> float:

@@ -27,7 +27,6 @@ import shutil
 import signal
 import socket
 import time
-import tomllib
 import uuid
 from pathlib import Path
 
@@ -166,9 +165,8 @@ def _check_resume(p: Path, cfg) -> tuple[str | None, str]:
 def _cycles_of(config_toml: Path) -> int | None:
     """cycling.cycles of the config a run folder was started with (None if unreadable)."""
     try:
-        with open(config_toml, "rb") as f:
-            return int(tomllib.load(f)["cycling"]["cycles"])
-    except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError):
+        return int(cfgmod.load_toml(config_toml, "run folder config")["cycling"]["cycles"])
+    except (cfgmod.ConfigError, KeyError, TypeError, ValueError):
         return None
 
 

@@ -170,27 +170,13 @@ def _exe() -> list[str]:
     return [sys.executable, "-m", "creep_cathode.cli"]
 
 
-def _last_row(path: Path) -> dict:
-    """The header and the last line of a CSV file as a dict ({} when there is none yet)."""
-    try:
-        with open(path, "rb") as f:
-            header = f.readline().decode().strip().split(",")
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8192))
-            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return {}
-    last = lines[-1].split(",") if lines else []
-    return dict(zip(header, last)) if len(last) == len(header) and last != header else {}
-
-
 def case_progress(folder: Path, cycles: int) -> str:
     """Where a running case is: 'cycle C/N, step S, t = T h' (or 'starting')."""
-    row = _last_row(folder / "timeseries.csv")
     try:
+        row = CSVTable.read(folder / "timeseries.csv")[-1]  # written whole (atomic_write): never half a row
         return f"cycle {int(float(row['cycle']))}/{cycles}, step {int(float(row['step']))}, " \
                f"t = {float(row['time_s']) / 3600:.1f} h"
-    except (KeyError, ValueError):
+    except (OSError, IndexError, KeyError, TypeError, ValueError):
         return "starting"
 
 
