@@ -322,6 +322,7 @@ class Simulation:
             "steps": st.steps,
             "newton_iterations_total": st.newton_total,
             "rejected_steps": dict(st.rejected),
+            "creep_error_not_falling_steps": st.error_not_falling,
             "dofs": mech.dofs(),
             "cells": self.comm.allreduce(mech.nc, op=MPI.SUM),
             "ranks": self.comm.size,

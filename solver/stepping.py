@@ -54,7 +54,17 @@ class StepController:
     Creep error control: the local error of a step grows as dt^p (p = 2 for backward Euler, 3
     for BDF2: the `creep_error_order` of the step's measures), so a step whose error estimate is
     err (relative to creep_tolerance) is redone, and the next one taken, at dt 0.9 err^(-1/p),
-    within [0.2 dt, the other rules]."""
+    within [0.2 dt, the other rules].
+
+    That rests on the error falling as dt^p. Where it does not (a packing below jamming settling
+    under a stack pressure: each step moves the particles by what the proximal regularisation
+    lets through, whatever dt, so the creep rates jump from step to step), cutting the step buys
+    no accuracy and only exhausts the cut-backs. So a step redone for its creep error whose error
+    then fell as dt^q with q < MIN_OBSERVED_ORDER over that cut-back is accepted as it is
+    (`error_falls_with_step`), and the stepper counts and logs it."""
+
+    #: the slowest fall of the creep error with the step (err ~ dt^q) that still counts as control
+    MIN_OBSERVED_ORDER = 1.0
 
     def __init__(self, settings):
         self.s = settings
@@ -62,6 +72,8 @@ class StepController:
         self.cuts = 0  # consecutive cut-backs of the current step
         self.bound = "step size"  # what set the last proposed step (for the stall message)
         self.why = "dt_initial"  # what set the step size: dt_initial, growth, hard, cut-back, creep_tolerance
+        self.err_prev = None  # (dt, creep error) of the current step's last creep-error rejection
+        self.observed_order = math.nan  # q of the last error_falls_with_step that had a previous rejection
 
     def propose(self, t: float, t_end: float, limit: float = math.inf, limit_name: str = "limit") -> float:
         """The next step from time t: at most the current step size, dt_max, `limit` (e.g. from
@@ -76,6 +88,17 @@ class StepController:
     def can_reject(self, dt: float) -> bool:
         """Whether a converged step of size dt may still be refused for its creep increment."""
         return dt > self.s.dt_min * 1.0001
+
+    def error_falls_with_step(self, dt: float, creep_error: float) -> bool:
+        """Whether the creep error of this (shortened) step fell with the step since the step's
+        last creep-error rejection, as dt^q with q >= MIN_OBSERVED_ORDER; True without one."""
+        if self.err_prev is None:
+            return True
+        dt0, e0 = self.err_prev
+        if not (0 < dt < dt0 and creep_error > 0):
+            return True
+        self.observed_order = math.log(e0 / creep_error) / math.log(dt0 / dt)
+        return self.observed_order >= self.MIN_OBSERVED_ORDER
 
     def error_factor(self, creep_error: float, order: int = 2) -> float:
         """dt_new / dt that brings a step's creep error estimate (local error ~ dt^order) to 0.9^order
@@ -100,6 +123,7 @@ class StepController:
         erred = 0 < s.creep_tolerance < creep_error
         if erred:
             fac = min(fac if creep_increment > s.max_creep_increment else 1.0, self.error_factor(creep_error, order))
+            self.err_prev = (dt, creep_error)
         self.dt = max(dt * fac, s.dt_min)
         self.why = "creep_tolerance" if erred else "cut-back"
         return True
@@ -112,6 +136,7 @@ class StepController:
         the step that the creep error estimate allows."""
         s = self.s
         self.cuts = 0
+        self.err_prev = None
         if dt >= 0.999 * min(self.dt, s.dt_max):
             easy = iterations <= s.easy_iterations and creep_increment < 0.5 * s.max_creep_increment
             hard = iterations > s.hard_iterations
@@ -147,6 +172,7 @@ class Stepper:
         self.steps = 0
         self.newton_total = 0
         self.rejected = {"newton": 0, "creep_increment": 0, "creep_error": 0}  # steps redone shorter, by cause
+        self.error_not_falling = 0  # steps accepted above creep_tolerance: the error did not fall with the step
         self.recent_dt: list[float] = []  # accepted steps of the current protocol step (stall check)
         self.recent_bound: list[str] = []  # what set each of those steps
         self.recent_cuts = 0  # rejected steps since the current protocol step began
@@ -235,7 +261,7 @@ class Stepper:
         on_end(seg) at its end. Raises SolverFailure when a step fails after all cut-backs."""
         s, pb, ctl = self.s, self.problem, self.controller
         eps_t = 1e-12 * max(1.0, seg.t1)  # round-off of the accumulated time, not a share of the run
-        ctl.cuts = 0
+        ctl.cuts, ctl.err_prev = 0, None
         if self.t <= seg.t0 + eps_t:
             self.du_prev = None  # no predictor across a protocol boundary
             self.recent_dt, self.recent_bound, self.recent_cuts = [], [], 0
@@ -255,7 +281,13 @@ class Stepper:
                 if dmax > s.max_creep_increment:
                     ok, reason, cause = False, f"creep increment {dmax:.3g} > max_creep_increment", "creep_increment"
                 elif 0 < s.creep_tolerance < err:
-                    ok, reason, cause = False, f"creep error {err:.3g} > creep_tolerance", "creep_error"
+                    if ctl.error_falls_with_step(dt, err):
+                        ok, reason, cause = False, f"creep error {err:.3g} > creep_tolerance", "creep_error"
+                    else:
+                        self.error_not_falling += 1
+                        self.log(f"  step accepted with creep error {err:.3g} > creep_tolerance at dt = {dt:.3g} s "
+                                 f"(t = {self.t:.6g} s): the error fell only as dt^{ctl.observed_order:.2f} over "
+                                 f"the last cut-back, so a shorter step would not control it")
             if not ok:
                 pb.set_u(u_old)
                 self.rejected[cause] += 1
@@ -284,7 +316,8 @@ class Stepper:
         """(scalars, arrays) to restore this stepper exactly: time, counters, step size, the
         stall window and the predictor's last increment (an array of the problem's unknowns)."""
         scalars = {"t": self.t, "steps": self.steps, "newton_total": self.newton_total,
-                   "rejected": dict(self.rejected), "recent_dt": list(self.recent_dt), "dt_prev": self.dt_prev,
+                   "rejected": dict(self.rejected), "error_not_falling": self.error_not_falling,
+                   "recent_dt": list(self.recent_dt), "dt_prev": self.dt_prev,
                    "recent_bound": list(self.recent_bound), "recent_cuts": self.recent_cuts,
                    "has_prev": self.du_prev is not None, "theta": self.theta, **self.controller.state_dict()}
         return scalars, ({"du_prev": self.du_prev} if self.du_prev is not None else {})
@@ -293,6 +326,7 @@ class Stepper:
         """Restore what state_dict returned."""
         self.t, self.steps, self.newton_total = scalars["t"], scalars["steps"], scalars["newton_total"]
         self.rejected.update(scalars.get("rejected", {}))
+        self.error_not_falling = int(scalars.get("error_not_falling", 0))
         self.recent_dt = list(scalars.get("recent_dt", []))
         self.recent_bound = list(scalars.get("recent_bound", []))
         self.recent_cuts = int(scalars.get("recent_cuts", 0))
