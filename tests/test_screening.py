@@ -23,11 +23,11 @@ def _script():
 
 def _case(root: Path, name, material, *, dv, th, creep=None, fw_E=100e9, top="roller", status="completed",
           contact=((0.5, 0.1), (0.6, 0.3)), risk=(0.0, 0.25), vm=(0.1e9, 0.08e9), peak=2e9, bound=None,
-          prox=(1e-5, 2e-4)):
+          prox=(1e-5, 2e-4), prox_ends=1e-4):
     """A case folder as `creep-cathode sweep` leaves it: config.toml, summary.json, cycles.csv,
     timeseries.csv. contact: per cycle (lithiated, delithiated) of contact_AM_any; risk: fracture_risk_AM
     at two steps; vm: mean von Mises of AM at the end of the first and last lithiation; prox: the proximal
-    energy ratio at the two steps."""
+    energy ratio at the two steps; prox_ends: at the cycle ends (cycles.csv)."""
     f = root / name
     f.mkdir(parents=True)
     top_toml = '"roller"' if top == "roller" else f"{{ pressure = {top} }}"
@@ -49,7 +49,7 @@ def _case(root: Path, name, material, *, dv, th, creep=None, fw_E=100e9, top="ro
             rows.append({"cycle": c, "state": state, "time_s": c, "contact_AM_any": v, "contact_FW_AM": 0.9 * v,
                          "vm_mean_AM_Pa": vm[0] if c == 1 else vm[1], "vm_max_AM_Pa": 1e8, "vm_max_FW_Pa": peak,
                          "vm_mean_FW_Pa": 1e8, "fracture_risk_AM": risk[1], "fracture_risk_FW": float("nan"),
-                         "porosity": 0.1, "height_change": 0.02})
+                         "porosity": 0.1, "height_change": 0.02, "proximal_energy_ratio": prox_ends})
     CSVTable(f / "cycles.csv", rows).flush()
     ts = [{"time_s": 0.0, "cycle": 1, "theta_AM": 0.0, "contact_AM_any": 0.0, "vm_mean_AM_Pa": 0.0, "vm_max_AM_Pa": 0.0, "vm_mean_FW_Pa": 0.0, "vm_max_FW_Pa": 0.0,
            "fracture_risk_AM": risk[0], "fracture_risk_FW": float("nan"), "proximal_energy_ratio": prox[0]},
@@ -65,7 +65,7 @@ def sweep(tmp_path):
     _case(tmp_path, "000_active=Se_framework=100GPa_top=roller", "Se", dv=0.98, th=0.69, creep=se_creep,
           contact=((0.7, 0.4), (0.8, 0.5)), vm=(0.2e9, 0.1e9), peak=0.6e9, risk=(0.0, 0.5))
     _case(tmp_path, "001_active=FeS_framework=22GPa_top=100MPa", "FeS", dv=1.0, th=0.23, fw_E=22e9, top=100e6,
-          contact=((0.4, 0.0), (0.4, 0.0)), peak=13e9, risk=(0.0, 1.0), prox=(3.0, 0.5))
+          contact=((0.4, 0.0), (0.4, 0.0)), peak=13e9, risk=(0.0, 1.0), prox=(3.0, 0.5), prox_ends=0.5)
     _case(tmp_path, "002_active=HE-PBA_framework=100GPa_top=roller", "HE-PBA", dv=0.005, th=float("nan"),
           contact=((0.0, 0.0), (0.0, 0.0)), peak=0.1e9, risk=(0.0, 0.0))
     _case(tmp_path, "003_active=LiCoO2_framework=100GPa_top=roller", "LiCoO2", dv=0.02, th=0.3, bound="upper",
@@ -92,6 +92,7 @@ def test_records_from_case_folders(sweep):
     assert recs["LiCoO2"]["status"] == "failed" and recs["LiCoO2"]["homologous_temperature_bound"] == "upper"
     assert recs["LiCoO2"]["reached"] == "cycle 1, theta 0.50" and recs["LiCoO2"]["contact_last_step"] == 0.01
     assert se["proximal_ratio_max"] == 2e-4 and fes["proximal_ratio_max"] == 3.0  # largest of any step
+    assert se["proximal_ratio_states_max"] == 1e-4 and fes["proximal_ratio_states_max"] == 0.5  # of the cycle ends
     assert se["proximal_tolerance"] == 1e-3  # the config's default
     assert se["height_change_last"] == 0.02
 
