@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                                          "interval of every metric (ensemble.csv, ensemble.md, plots)")
     with_config(en)
     en.add_argument("-o", "--out", required=True, help="ensemble folder (one run folder per seed)")
-    en.add_argument("--seeds", type=_positive, required=True, help="number of packings")
+    en.add_argument("--seeds", type=_positive, required=True,
+                    help="number of packings (a seed whose packing cannot be made is replaced by the next one)")
     en.add_argument("--first-seed", type=_positive, default=1, help="first rve.seed (default 1)")
     en.add_argument("--jobs", type=_positive, default=1, help="local processes at a time")
     en.add_argument("--progress-every", type=_nonnegative, default=60, metavar="S",

@@ -1,7 +1,8 @@
 """RVE ensembles: the same config over N packings (random seeds), and per-cycle statistics.
 
 `creep-cathode ensemble CONFIG --seeds N -o DIR` runs the config with rve.seed = 1..N (a sweep
-over the seed, one run folder per seed, completed runs reused) and writes:
+over the seed, one run folder per seed, completed runs reused; a seed whose packing cannot be made
+is replaced by the next seed after N, so that N packings run) and writes:
 
 - DIR/ensemble.csv: per cycle and state (lithiated / delithiated), for every metric of cycles.csv,
   the mean over the packings, the half-width of its 95 % confidence interval (Student's t with
@@ -86,6 +87,8 @@ def plot_bands(summary: list[dict], folder, paper: dict | None = None) -> list[P
     for kind, cols, scale, ylabel in (
             ("contact", [f"contact_{a}_{b}" for a in phases for b in phases], 100, "contact ratio at full lithiation [%]"),
             ("stress", [f"vm_mean_{p}_Pa" for p in phases], 1e-9, "mean von Mises at full lithiation [GPa]")):
+        if not any(f"{col}_mean" in lit[0] for col in cols):
+            continue
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for col in cols:
             m = np.array([r.get(f"{col}_mean", np.nan) for r in lit], float)
@@ -170,9 +173,10 @@ def table_md(summary: list[dict], paper: dict | None = None, label: str = "") ->
     return note + "".join(lines)
 
 
-def write_summary(out, folders: list[Path]) -> dict:
+def write_summary(out, folders: list[Path], unpackable_seeds=()) -> dict:
     """Read the cycles.csv of every run folder that has one, write out/ensemble.csv, ensemble.md and
-    the band plots; returns {"summary", "files", "runs"}."""
+    the band plots; returns {"summary", "files", "runs"}. `unpackable_seeds`: seeds left out because
+    their packing cannot be made (named in ensemble.md)."""
     from .output import CSVTable
 
     out = Path(out)
@@ -192,7 +196,9 @@ def write_summary(out, folders: list[Path]) -> dict:
         t.flush()
         files.append(out / "ensemble.csv")
         md = out / "ensemble.md"
-        md.write_text(table_md(summary) + "\nruns: " + ", ".join(used) + "\n")
+        skipped = (f"\nseeds whose packing cannot be made (replaced by later seeds): "
+                   f"{', '.join(map(str, unpackable_seeds))}\n" if unpackable_seeds else "")
+        md.write_text(table_md(summary) + "\nruns: " + ", ".join(used) + "\n" + skipped)
         files.append(md)
         files += plot_bands(summary, out)
     return {"summary": summary, "files": files, "runs": used}
@@ -200,16 +206,20 @@ def write_summary(out, folders: list[Path]) -> dict:
 
 def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_seed: int = 1,
                  progress_every: float = 60.0) -> dict:
-    """Run `config` (with `overrides`) for rve.seed = first_seed .. first_seed + seeds - 1 as a
-    sweep in `out` (one folder per seed; completed runs are reused, unfinished ones rerun), then
-    write the statistics (write_summary). Returns write_summary's dict plus "code" (the sweep's
-    exit code: 0 when every packing completed). `progress_every`: seconds between the progress
-    lines while packings run (0: none)."""
+    """Run `config` (with `overrides`) over `seeds` packings as a sweep over rve.seed in `out` (one
+    folder per seed; completed runs are reused, unfinished ones rerun), then write the statistics
+    (write_summary). The seeds are first_seed .. first_seed + seeds - 1; a seed whose packing cannot
+    be made (PackingError: the draw of sizes jams before the requested fractions) is replaced by the
+    next seed after the last, up to `seeds` replacements, so that n = `seeds` wherever the config
+    can be packed at all (if none of the first `seeds` can, none is added: the request itself is too
+    dense). Returns write_summary's dict plus "code" (0 when `seeds` packings completed and every
+    other failure was a packing that cannot be made; the sweep's exit code otherwise),
+    "unpackable" (the seeds replaced) and "seeds" (the seeds tried)."""
     import argparse
     import json as _json
 
     from . import config as cfgmod
-    from .sweep import case_folder, load_sweep, run_sweep
+    from .sweep import _summary, case_folder, load_sweep, run_sweep, unpackable
 
     cfg = cfgmod.load_config(config, list(overrides))
     if cfg.rve.kind != "random":
@@ -219,14 +229,28 @@ def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_see
     out.mkdir(parents=True, exist_ok=True)
     values = list(range(first_seed, first_seed + seeds))
     sweep = out / "ensemble_sweep.toml"
-    sweep.write_text(f"base = {_json.dumps(str(Path(config).resolve()))}\n"
-                     f"set = {_json.dumps(list(overrides))}\n\n"
-                     f"[[axis]]\nkey = \"rve.seed\"\nvalues = {_json.dumps(values)}\n")
-    code = run_sweep(argparse.Namespace(sweep=str(sweep), out=str(out), jobs=jobs, ranks_per_case=1,
-                                        slurm=False, case=None, progress_every=progress_every))
-    sw = load_sweep(sweep)
-    res = write_summary(out, [case_folder(out, c) for c in sw["cases"]])
-    res["code"] = code
+    while True:
+        # the seeds are only ever appended, so a case keeps its folder (NNN_seed=K) from round to round
+        sweep.write_text(f"base = {_json.dumps(str(Path(config).resolve()))}\n"
+                         f"set = {_json.dumps(list(overrides))}\n\n"
+                         f"[[axis]]\nkey = \"rve.seed\"\nvalues = {_json.dumps(values)}\n")
+        code = run_sweep(argparse.Namespace(sweep=str(sweep), out=str(out), jobs=jobs, ranks_per_case=1,
+                                            slurm=False, case=None, progress_every=progress_every))
+        sw = load_sweep(sweep)
+        folders = [case_folder(out, c) for c in sw["cases"]]
+        bad = [v for v, f in zip(values, folders) if unpackable(f)]
+        missing = seeds - (len(values) - len(bad))
+        if not bad or missing <= 0 or len(bad) == len(values) or len(values) >= 2 * seeds:
+            break
+        add = list(range(values[-1] + 1, values[-1] + 1 + min(missing, 2 * seeds - len(values))))
+        print(f"seed{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))}: the packing cannot be made; "
+              f"adding seed{'s' if len(add) > 1 else ''} {', '.join(map(str, add))}", flush=True)
+        values += add
+    res = write_summary(out, folders, unpackable_seeds=bad)
+    others = [f for f in folders if _summary(f).get("status") != "completed" and not unpackable(f)]
+    res["code"] = 0 if (code == 0 or (not others and len(res["runs"]) >= seeds)) else code
+    res["unpackable"] = bad
+    res["seeds"] = values
     return res
 
 

@@ -16,7 +16,10 @@ Backends: `--jobs N` local processes (each case a separate `creep-cathode run`, 
 in its case); under `mpiexec -n M`, COMM_WORLD is split into groups of `--ranks-per-case k` that
 take cases dynamically (an MPI counter on rank 0); `--slurm` writes `DIR/sweep.sbatch`, a job
 array with one case per task (`--case I`). Completed cases (summary.json status `completed` with
-the same physics hash) are skipped on re-runs; failed cases are recorded and the others go on.
+the same physics hash) are skipped on re-runs; failed cases are recorded and the others go on, and
+run again on a re-run, except a case whose packing could not be made (summary.json reason
+`PackingError`, same physics hash): the packer is deterministic for its seed, so it would fail
+again (delete its folder to retry after changing the packer).
 
 Case folders are named `NNN_name=label_...` from sanitised names and labels (ASCII letters, digits,
 `. + - =`, at most 120 characters) and always lie directly in `-o`. The sweep file, its base
@@ -149,6 +152,14 @@ def _done(folder: Path, cfg) -> bool:
     return j.get("status") == "completed" and j.get("config_hash") == cfgmod.physics_hash(cfg)
 
 
+def unpackable(folder: Path, cfg=None) -> bool:
+    """The case failed because its packing cannot be made (PackingError; with `cfg`: under the same
+    physics hash). Deterministic for its seed: running it again would fail the same way."""
+    j = _summary(folder)
+    return (j.get("status") == "failed" and str(j.get("reason", "")).startswith("PackingError")
+            and (cfg is None or j.get("config_hash") == cfgmod.physics_hash(cfg)))
+
+
 def _record_failure(folder: Path, cfg, reason: str) -> None:
     """A case whose run left no final status (killed, crashed before writing it): say so in its folder."""
     s = _summary(folder)
@@ -233,6 +244,10 @@ def _run_local(case, out: Path, progress: _Progress | None = None) -> dict:
         if progress is not None:
             progress.end(case["name"])
         return {"case": case["name"], "status": "completed", "skipped": True}
+    if unpackable(folder, case["config"]):
+        if progress is not None:
+            progress.end(case["name"])
+        return {"case": case["name"], "status": "failed", "skipped": True, "reason": _summary(folder).get("reason", "")}
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "input.toml", cfgmod.to_toml(case["config"]))
     t0 = time.monotonic()
@@ -306,7 +321,8 @@ def _run_mpi(sw, out: Path, k: int) -> None:
             break
         case = cases[i]
         folder = case_folder(out, case)
-        if comm.bcast(_done(folder, case["config"]) if comm.rank == 0 else None, root=0):
+        if comm.bcast((_done(folder, case["config"]) or unpackable(folder, case["config"])) if comm.rank == 0
+                      else None, root=0):
             continue
         _run_case_mpi(case, folder, comm)
     world.Barrier()
@@ -382,8 +398,10 @@ def run_sweep(args) -> int:
         every = float(getattr(args, "progress_every", 60.0) or 0.0)
         with _Progress(len(sw["cases"]), every) as progress, ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
             for r in ex.map(lambda c: _run_local(c, out, progress), sw["cases"]):
-                if r.get("skipped"):
+                if r.get("skipped") and r["status"] == "completed":
                     print(f"{r['case']}: already completed, skipped")
+                elif r.get("skipped"):
+                    print(one_line(f"{r['case']}: its packing cannot be made (not retried): {r['reason']}"))
                 else:
                     why = f": {r['reason']}" if r["status"] != "completed" and r.get("reason") else ""
                     print(one_line(f"{r['case']}: {r['status']} (exit {r['rc']}, {r['wall']:.1f} s){why}"))

@@ -120,3 +120,99 @@ def test_rve_size_study_picks_the_smallest_box_meeting_the_criterion():
     # one packing gives no interval: never "met"
     one = size_rows({16e-6: ens(float("nan"), float("nan"), n=1)}, cycle=1)
     assert not one[0]["ok"] and smallest_rve(one) is None and "(n < 2)" in size_md(one)
+
+
+def _fake_sweep(out, unpackable_seeds, calls):
+    """A stand-in for sweep.run_sweep that "runs" each case not already final: a seed in
+    `unpackable_seeds` fails as the packer does (PackingError), any other completes with one cycle."""
+    import json
+
+    from creep_cathode.config import physics_hash
+    from creep_cathode.output import CSVTable
+    from creep_cathode.sweep import _done, case_folder, load_sweep, unpackable
+
+    def run(args):
+        code = 0
+        for c in load_sweep(args.sweep)["cases"]:
+            f, cfg = case_folder(out, c), c["config"]
+            if _done(f, cfg) or unpackable(f, cfg):
+                code = code or (3 if unpackable(f, cfg) else 0)
+                continue
+            seed = cfg.rve.seed
+            calls.append(seed)
+            f.mkdir(parents=True, exist_ok=True)
+            if seed in unpackable_seeds:
+                s = {"status": "failed", "reason": "PackingError: could not pack the particles", "config_hash": physics_hash(cfg)}
+                code = 3
+            else:
+                CSVTable(f / "cycles.csv", [{"cycle": 1, "state": "lithiated", "contact_Se_Se": 0.5 + 0.01 * seed}]).flush()
+                s = {"status": "completed", "config_hash": physics_hash(cfg)}
+            (f / "summary.json").write_text(json.dumps(s))
+        return code
+    return run
+
+
+def test_ensemble_replaces_seeds_that_cannot_be_packed(tmp_path, monkeypatch):
+    """`--seeds 3` means three packings: seeds 2 and 4 cannot be packed, so seeds 4 and then 5 are
+    added; each seed is tried once (a failed packing is deterministic and is not retried); the
+    folders keep their names from round to round; n = 3 and the exit code is 0."""
+    from pathlib import Path
+
+    import creep_cathode.sweep as sweep
+    from creep_cathode.ensemble import run_ensemble
+
+    cfg = Path(__file__).resolve().parent.parent / "configs" / "se_mse.toml"
+    out = tmp_path / "e"
+    calls = []
+    monkeypatch.setattr(sweep, "run_sweep", _fake_sweep(out, {2, 4}, calls))
+    res = run_ensemble(cfg, out, 3)
+    assert calls == [1, 2, 3, 4, 5]
+    assert res["unpackable"] == [2, 4] and res["seeds"] == [1, 2, 3, 4, 5]
+    assert res["runs"] == ["000_seed=1", "002_seed=3", "004_seed=5"]
+    assert res["code"] == 0
+    row = res["summary"][0]
+    assert row["contact_Se_Se_n"] == 3 and row["contact_Se_Se_mean"] == pytest.approx(0.53)  # seeds 1, 3, 5
+    md = (out / "ensemble.md").read_text()
+    assert "seeds whose packing cannot be made (replaced by later seeds): 2, 4" in md
+    # a second call reuses everything and runs nothing
+    calls.clear()
+    assert run_ensemble(cfg, out, 3)["runs"] == res["runs"] and calls == []
+
+
+def test_ensemble_adds_no_seeds_when_no_seed_can_be_packed(tmp_path, monkeypatch):
+    """If none of the first N seeds can be packed the request itself is too dense: nothing is added,
+    the exit code says the ensemble failed."""
+    from pathlib import Path
+
+    import creep_cathode.sweep as sweep
+    from creep_cathode.ensemble import run_ensemble
+
+    cfg = Path(__file__).resolve().parent.parent / "configs" / "se_mse.toml"
+    calls = []
+    monkeypatch.setattr(sweep, "run_sweep", _fake_sweep(tmp_path / "e", {1, 2}, calls))
+    res = run_ensemble(cfg, tmp_path / "e", 2)
+    assert calls == [1, 2] and res["runs"] == [] and res["code"] == 3
+
+
+def test_sweep_does_not_retry_a_packing_that_cannot_be_made(tmp_path, monkeypatch, capsys):
+    """A case whose summary says PackingError under the same physics hash is not run again (the
+    packer is deterministic for its seed); with another physics hash it is."""
+    import json
+    from pathlib import Path
+
+    import creep_cathode.sweep as sweep
+    from creep_cathode.config import load_config, physics_hash
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "se_mse.toml", [])
+    case = {"name": "000_seed=8", "config": cfg}
+    f = tmp_path / case["name"]
+    f.mkdir()
+    (f / "summary.json").write_text(json.dumps({"status": "failed", "reason": "PackingError: jammed",
+                                                "config_hash": physics_hash(cfg)}))
+    ran = []
+    monkeypatch.setattr(sweep.subprocess, "call", lambda *a, **k: ran.append(a) or 0)
+    r = sweep._run_local(case, tmp_path)
+    assert r["status"] == "failed" and r["skipped"] and ran == []
+    other = load_config(Path(__file__).resolve().parent.parent / "configs" / "se_mse.toml", ["rve.seed=9"])
+    sweep._run_local({"name": "000_seed=8", "config": other}, tmp_path)
+    assert len(ran) == 1
