@@ -28,7 +28,8 @@ def test_shipped_configs_valid(name):
 
 @pytest.mark.parametrize("name,base_name,p", [("se_mse_stack100.toml", "se_mse.toml", 100e6),
                                                ("se_mse_stack10.toml", "se_mse.toml", 10e6),
-                                               ("fes_mse_stack100.toml", "fes_mse.toml", 100e6)])
+                                               ("fes_mse_stack100.toml", "fes_mse.toml", 100e6),
+                                               ("fes_mse_stack10.toml", "fes_mse.toml", 10e6)])
 def test_stack_pressure_configs_are_their_base_plus_pressure(name, base_name, p):
     """The stack-pressure configs (Xiong 2024, Methods: ~100 MPa lab cell, ~10 MPa pouch cell) are
     their rollers config with a pressure on the top side and a rest that applies it first."""
