@@ -3,8 +3,11 @@
     python scripts/experiments.py stack RUN [--img docs/img/NAME.png]
         per cycle and state: thickness change against the initial box and against the pressed state
         (the end of the first 'Rest' step, before any lithiation), porosity, contact ratios, mean
-        von Mises stresses (markdown table); a plot of the thickness change per cycle with the
-        paper's +4.76 % (Se-MSe) after 100 cycles
+        von Mises stresses and the proximal / stored energy of the state (markdown table); a plot of
+        the thickness change per cycle with the paper's +4.76 % (Se-MSe) after 100 cycles, states
+        that are not in equilibrium drawn as open markers: proximal / stored energy above 10x the
+        run's contact.proximal_tolerance (1e-2 by default, the flag of scripts/screening.py), i.e.
+        floating particles that the proximal term holds
     python scripts/experiments.py fig3d RUN [RUN ...] [--labels A B ...] [--img docs/img/NAME.png]
         the Fig. 3d shares per cycle (pores_fig3d_cycles.csv, recomputed from the snapshots) and a
         plot of the first cycle of each run side by side
@@ -24,6 +27,24 @@ from pathlib import Path
 from creep_cathode.output import CSVTable
 
 PAPER_THICKNESS = {"Se": 0.0476, "FeS": 0.667}  # Xiong 2024, Fig. 5d-g: after 100 cycles
+
+
+def equilibrium_flag(run: Path) -> float:
+    """Proximal / stored energy above which a state is not in equilibrium: 10x the run's
+    contact.proximal_tolerance, as scripts/screening.py flags it."""
+    import tomllib
+
+    try:
+        tol = tomllib.loads((run / "config.toml").read_text()).get("contact", {}).get("proximal_tolerance", 1e-3)
+    except (OSError, ValueError):
+        tol = 1e-3
+    return 10 * float(tol)
+
+
+def in_equilibrium(row, flag: float = 1e-2) -> bool:
+    """The state carries (almost) no proximal energy: the regularisation of floating bodies holds nothing."""
+    r = row.get("proximal_energy_ratio", "")
+    return r == "" or r is None or float(r) <= flag
 
 
 def _phases(row):
@@ -55,15 +76,18 @@ def stack(run: Path, img: Path | None):
               f"{100 * h0:+.2f} % of the initial box, porosity {ref['porosity']:.4f} (initial {ts[0]['porosity']:.4f})")
     print()
     print(f"| cycle | state | thickness vs pressed [%] | vs initial box [%] | porosity | {act}-MSe contact | "
-          f"{act}-{act} contact | mean vM {act} [MPa] | mean vM MSe [MPa] |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    rows = []
+          f"{act}-{act} contact | mean vM {act} [MPa] | mean vM MSe [MPa] | proximal / stored |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows, flag = [], equilibrium_flag(run)
     for r in cy:
         t = (1 + r["height_change"]) / (1 + h0) - 1
-        rows.append((r["cycle"], r["state"], t))
+        eq = in_equilibrium(r, flag)
+        rows.append((r["cycle"], r["state"], t, eq))
+        prox = r.get("proximal_energy_ratio", "")
         print(f"| {r['cycle']} | {r['state']} | {100 * t:+.2f} | {100 * r['height_change']:+.2f} | "
               f"{r['porosity']:.4f} | {100 * r[f'contact_{act}_MSe']:.1f} | {100 * r[f'contact_{act}_{act}']:.1f} | "
-              f"{r[f'vm_mean_{act}_Pa'] / 1e6:.0f} | {r['vm_mean_MSe_Pa'] / 1e6:.0f} |")
+              f"{r[f'vm_mean_{act}_Pa'] / 1e6:.0f} | {r['vm_mean_MSe_Pa'] / 1e6:.0f} | "
+              f"{'' if prox in ('', None) else f'{float(prox):.2g}'}{'' if eq else ' (not in equilibrium)'} |")
     if img and rows:
         import matplotlib
 
@@ -73,7 +97,11 @@ def stack(run: Path, img: Path | None):
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for state, mark in (("lithiated", "o-"), ("delithiated", "s--")):
             c = [x[0] for x in rows if x[1] == state]
-            ax.plot(c, [100 * x[2] for x in rows if x[1] == state], mark, ms=4, label=f"computed, {state}")
+            line, = ax.plot(c, [100 * x[2] for x in rows if x[1] == state], mark, ms=4, label=f"computed, {state}")
+            off = [x for x in rows if x[1] == state and not x[3]]
+            if off:  # open markers over the states the proximal term holds
+                ax.plot([x[0] for x in off], [100 * x[2] for x in off], mark[0], ms=6, mfc="white",
+                        color=line.get_color(), label=f"{state}: not in equilibrium (proximal / stored > {flag:g})")
         if act in PAPER_THICKNESS:
             ax.axhline(100 * PAPER_THICKNESS[act], color="k", ls=":", lw=1,
                        label=f"paper, after 100 cycles: {100 * PAPER_THICKNESS[act]:+.2f} %")

@@ -23,3 +23,13 @@ def test_pressed_reference_is_the_end_of_the_first_rest():
             {"time_s": 180, "theta_A": 0.0, "height_change": 0.038}]  # the next cycle's rest
     assert _module().pressed_reference(rows)["time_s"] == 60
     assert _module().pressed_reference(rows[:1] + rows[3:]) is None  # no rest before lithiation
+
+
+def test_a_state_held_by_the_proximal_term_is_not_in_equilibrium():
+    """A cycle-end state whose proximal / stored energy exceeds 10x the run's proximal tolerance (the
+    screening's flag) is marked; a run without the column is taken as it is."""
+    m = _module()
+    assert m.equilibrium_flag(Path("/nonexistent")) == 1e-2
+    assert m.in_equilibrium({"proximal_energy_ratio": 7.2e-3})
+    assert not m.in_equilibrium({"proximal_energy_ratio": 58.6})
+    assert m.in_equilibrium({"proximal_energy_ratio": ""}) and m.in_equilibrium({})
