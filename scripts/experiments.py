@@ -64,6 +64,19 @@ def pressed_reference(ts: list[dict]) -> dict | None:
     return ref
 
 
+def rest_ends(ts: list[dict]) -> list[dict]:
+    """The timeseries row at the end of every rest (steps that do not change theta), in order: the
+    pressed reference first, then, in a protocol that rests at the start of each cycle, the
+    electrode pressed again after each delithiation."""
+    theta = [k for k in ts[0] if k.startswith("theta_")]
+    ends = []
+    for prev, r, nxt in zip(ts, ts[1:], ts[2:] + [None]):
+        rest = all(r[k] == prev[k] for k in theta)
+        if rest and (nxt is None or any(nxt[k] != r[k] for k in theta)):
+            ends.append(r)
+    return ends
+
+
 def stack(run: Path, img: Path | None):
     ts = CSVTable.read(run / "timeseries.csv")
     cy = CSVTable.read(run / "cycles.csv")
@@ -79,7 +92,10 @@ def stack(run: Path, img: Path | None):
           f"{act}-{act} contact | mean vM {act} [MPa] | mean vM MSe [MPa] | proximal / stored |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     rows, flag = [], equilibrium_flag(run)
-    for r in cy:
+    rests = rest_ends(ts)
+    states = sorted([dict(r, state="end of rest") for r in rests[1:]] + list(cy),
+                    key=lambda r: (r["cycle"], r["state"] != "end of rest"))  # stable: lithiated before delithiated
+    for r in states:
         t = (1 + r["height_change"]) / (1 + h0) - 1
         eq = in_equilibrium(r, flag)
         rows.append((r["cycle"], r["state"], t, eq))
@@ -95,8 +111,10 @@ def stack(run: Path, img: Path | None):
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6.5, 4))
-        for state, mark in (("lithiated", "o-"), ("delithiated", "s--")):
+        for state, mark in (("lithiated", "o-"), ("delithiated", "s--"), ("end of rest", "^:")):
             c = [x[0] for x in rows if x[1] == state]
+            if not c:
+                continue
             line, = ax.plot(c, [100 * x[2] for x in rows if x[1] == state], mark, ms=4, label=f"computed, {state}")
             off = [x for x in rows if x[1] == state and not x[3]]
             if off:  # open markers over the states the proximal term holds

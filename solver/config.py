@@ -387,6 +387,11 @@ class ContactSettings(_Strict):
     proximal_tolerance: PosFloat = Field(1e-3, le=1.0,
                                          description="acceptable proximal energy / stored energy of a step [-], at "
                                                      "most 1")
+    settle_relaxations: Int = Field(0, ge=0, le=10000,
+                                    description="in a rest step, re-solves allowed instead of proximal_relaxations, "
+                                                "so that a packing under a stack pressure settles into equilibrium "
+                                                "(proximal / stored <= proximal_tolerance) before lithiation; 0: a "
+                                                "rest relaxes as any step")
     proximal: Real = Field(1e-2, ge=0, le=1e3,
                            description="proximal (pseudo-time) stiffness for floating bodies, relative to "
                                        "E_max / L^2 [-], at most 1e3")
@@ -743,9 +748,10 @@ def physics_hash(cfg: Config, cycles: int | None = None) -> str:
     d.get("rve", {}).pop("packing_iterations", None)  # a budget: changes whether packing gives up, not the answer
     # settings whose value reproduces the code before they existed hash as before (the runs made then stay valid:
     # resume, reuse by sweeps and ensembles)
-    for key, before in (("creep_integrator", "backward_euler"), ("proximal_anchor", "last_step")):
-        if d.get("solver", {}).get(key) == before:
-            d["solver"].pop(key)
+    for section, key, before in (("solver", "creep_integrator", "backward_euler"),
+                                 ("solver", "proximal_anchor", "last_step"), ("contact", "settle_relaxations", 0)):
+        if d.get(section, {}).get(key) == before:
+            d[section].pop(key)
     for m in d.get("materials", {}).values():  # citations are provenance, not physics
         m.pop("source", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

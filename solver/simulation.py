@@ -146,7 +146,8 @@ class Simulation:
         self.proximal = None
         hooks = []
         if contact is not None:
-            self.proximal = ProximalRelaxation(contact.proximal_relaxations, contact.proximal_tolerance)
+            self.proximal = ProximalRelaxation(contact.proximal_relaxations, contact.proximal_tolerance,
+                                               contact.settle_relaxations)
             hooks.append(self.proximal)
         self.stepper = Stepper(mech, self._solve, self.lithiation, s, hooks=hooks)
         self.ts = CSVTable(self.outdir / "timeseries.csv")

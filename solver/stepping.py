@@ -156,8 +156,8 @@ class StepController:
 class Stepper:
     """Takes the problem, the solve callable (-> StepInfo), the lithiation provider
     (creep_cathode.lithiation), the [solver] settings, post-solve hooks (callables
-    hook(problem, solve) -> Newton iterations spent; a hook that solves the same step again may call
-    solve(reuse_factorisation=True)) and a log callable.
+    hook(problem, solve, seg) -> Newton iterations spent, `seg` the protocol segment; a hook that
+    solves the same step again may call solve(reuse_factorisation=True)) and a log callable.
 
     `run_segment(seg, on_step, on_end)` advances through one protocol segment; counters:
     t, steps, newton_total, rejected (by cause)."""
@@ -299,7 +299,7 @@ class Stepper:
                                         f"after {ctl.cuts - 1} cut-backs (dt = {dt:.3g} s): {reason}")
                 continue
             for hook in self.hooks:
-                self.newton_total += hook(pb, self.solve)
+                self.newton_total += hook(pb, self.solve, seg)
             self.du_prev, self.dt_prev = pb.get_u() - u_old, dt
             self._check_stall(seg, dt)
             pb.commit()

@@ -33,3 +33,11 @@ def test_a_state_held_by_the_proximal_term_is_not_in_equilibrium():
     assert m.in_equilibrium({"proximal_energy_ratio": 7.2e-3})
     assert not m.in_equilibrium({"proximal_energy_ratio": 58.6})
     assert m.in_equilibrium({"proximal_energy_ratio": ""}) and m.in_equilibrium({})
+
+
+def test_rest_ends_are_the_last_steps_that_keep_theta():
+    """The first rest's end is the pressed reference; a rest at the start of a later cycle, after a
+    delithiation, is the electrode pressed again."""
+    th = [0.0, 0.0, 0.0, 0.5, 1.0, 0.5, 0.0, 0.0, 0.0, 0.5]
+    rows = [{"time_s": 30 * i, "cycle": 1 if i < 7 else 2, "theta_A": t} for i, t in enumerate(th)]
+    assert [r["time_s"] for r in _module().rest_ends(rows)] == [60, 240]

@@ -33,6 +33,7 @@ class ContactParameters:
     project_hessian: bool
     proximal_relaxations: int
     proximal_tolerance: float
+    settle_relaxations: int = 0
 
     @classmethod
     def from_config(cls, cfg, radii_si, scaling) -> "ContactParameters":
@@ -50,4 +51,4 @@ class ContactParameters:
                         else m.youngs_modulus) for m in cfg.used_materials().values())
         walls = {s: cfg.boundary.kind(s) == "roller" for s in SIDES}
         return cls(dhat, c.stiffness * E_min / S0, tol, c.proximal / r_mean**2, walls, c.project_hessian,
-                   c.proximal_relaxations, c.proximal_tolerance)
+                   c.proximal_relaxations, c.proximal_tolerance, c.settle_relaxations)

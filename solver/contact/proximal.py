@@ -6,7 +6,9 @@ while the proximal energy is not negligible against the stored energy
 (`proximal_tolerance`), the same step (same internal variables) is solved again anchored at its
 own solution, at most `proximal_relaxations` times, so that the regularisation fades from the
 answer (DESIGN §2: "show that its effect on the answer is negligible"; the ratio left is the
-`proximal_energy_ratio` column).
+`proximal_energy_ratio` column). In a rest step `settle` re-solves are allowed instead (when it
+is larger): a packing pressed by a platen is a chain of floating bodies that each re-solve moves by
+at most ~ load / proximal stiffness, so it needs hundreds to settle (contact.settle_relaxations).
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ class ProximalRelaxation:
     """Hook for creep_cathode.stepping.Stepper. The problem provides `proximal_ratio(u)`,
     `get_u()`, `set_u(u)`, `anchor()` and `set_anchor(u)`."""
 
-    def __init__(self, relaxations: int, tolerance: float):
-        self.relaxations, self.tolerance = int(relaxations), float(tolerance)
+    def __init__(self, relaxations: int, tolerance: float, settle: int = 0):
+        self.relaxations, self.tolerance, self.settle = int(relaxations), float(tolerance), int(settle)
         self.last_ratio = 0.0
 
-    def __call__(self, problem, solve) -> int:
-        """Relax after a converged step; `solve(reuse_factorisation=True)` -> StepInfo (the flag: the
-        last factorised tangent is still this problem's). Returns the Newton iterations spent."""
+    def __call__(self, problem, solve, seg=None) -> int:
+        """Relax after a converged step of protocol segment `seg`; `solve(reuse_factorisation=True)`
+        -> StepInfo (the flag: the last factorised tangent is still this problem's). Returns the
+        Newton iterations spent."""
         its = 0
         ratio = problem.proximal_ratio(problem.get_u())
-        for _ in range(self.relaxations):
+        rest = seg is not None and seg.step.kind == "rest"
+        for _ in range(max(self.relaxations, self.settle) if rest else self.relaxations):
             if ratio <= self.tolerance:
                 break
             u_conv, anchor = problem.get_u().copy(), problem.anchor().copy()
