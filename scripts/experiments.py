@@ -111,11 +111,12 @@ def stack(run: Path, img: Path | None):
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6.5, 4))
-        for state, mark in (("lithiated", "o-"), ("delithiated", "s--"), ("end of rest", "^:")):
+        for state, mark, name in (("lithiated", "o-", "lithiated"), ("delithiated", "s--", "delithiated"),
+                                  ("end of rest", "^:", "pressed again (end of the rest that starts the cycle)")):
             c = [x[0] for x in rows if x[1] == state]
             if not c:
                 continue
-            line, = ax.plot(c, [100 * x[2] for x in rows if x[1] == state], mark, ms=4, label=f"computed, {state}")
+            line, = ax.plot(c, [100 * x[2] for x in rows if x[1] == state], mark, ms=4, label=f"computed, {name}")
             off = [x for x in rows if x[1] == state and not x[3]]
             if off:  # open markers over the states the proximal term holds
                 ax.plot([x[0] for x in off], [100 * x[2] for x in off], mark[0], ms=6, mfc="white",
