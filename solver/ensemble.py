@@ -238,7 +238,7 @@ def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_see
                                             slurm=False, case=None, progress_every=progress_every))
         sw = load_sweep(sweep)
         folders = [case_folder(out, c) for c in sw["cases"]]
-        bad = [v for v, f in zip(values, folders) if unpackable(f)]
+        bad = [v for v, c, f in zip(values, sw["cases"], folders) if unpackable(f, c["config"])]
         missing = seeds - (len(values) - len(bad))
         if not bad or missing <= 0 or len(bad) == len(values) or len(values) >= 2 * seeds:
             break
@@ -247,7 +247,8 @@ def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_see
               f"adding seed{'s' if len(add) > 1 else ''} {', '.join(map(str, add))}", flush=True)
         values += add
     res = write_summary(out, folders, unpackable_seeds=bad)
-    others = [f for f in folders if _summary(f).get("status") != "completed" and not unpackable(f)]
+    others = [f for c, f in zip(sw["cases"], folders)
+              if _summary(f).get("status") != "completed" and not unpackable(f, c["config"])]
     res["code"] = 0 if (code == 0 or (not others and len(res["runs"]) >= seeds)) else code
     res["unpackable"] = bad
     res["seeds"] = values
