@@ -24,6 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from creep_cathode.metrics import EQUILIBRIUM_FLAG
 from creep_cathode.output import CSVTable
 
 PAPER_THICKNESS = {"Se": 0.0476, "FeS": 0.667}  # Xiong 2024, Fig. 5d-g: after 100 cycles
@@ -38,7 +39,7 @@ def equilibrium_flag(run: Path) -> float:
         tol = tomllib.loads((run / "config.toml").read_text()).get("contact", {}).get("proximal_tolerance", 1e-3)
     except (OSError, ValueError):
         tol = 1e-3
-    return 10 * float(tol)
+    return EQUILIBRIUM_FLAG * float(tol)
 
 
 def in_equilibrium(row, flag: float = 1e-2) -> bool:

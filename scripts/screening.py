@@ -51,7 +51,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from creep_cathode.metrics import in_state, phases_of
+from creep_cathode.metrics import EQUILIBRIUM_FLAG, in_state, phases_of
 from creep_cathode.output import CSVTable, atomic_write
 
 R_GAS = 8.314462618
@@ -292,9 +292,9 @@ def design_map(records: list[dict], path: Path) -> Path:
                              f"peak {r['peak_vm_GPa']:.2g} GPa\nFR {_fmt(r.get('fracture_risk_active_last_step'), 'pct0')}"
                              " there")
                 states = r.get("proximal_ratio_states_max", math.nan)
-                if not math.isnan(states) and states > 10 * r["proximal_tolerance"]:
+                if not math.isnan(states) and states > EQUILIBRIUM_FLAG * r["proximal_tolerance"]:
                     label += f"\nNOT in equilibrium at cycle ends (prox./stored {states:.2g})"
-                elif r["proximal_ratio_max"] > 10 * r["proximal_tolerance"]:
+                elif r["proximal_ratio_max"] > EQUILIBRIUM_FLAG * r["proximal_tolerance"]:
                     label += f"\nin equilibrium at cycle ends, not between ({r['proximal_ratio_max']:.2g})"
                 right = x > xmid  # label on the side with room
                 ax.annotate(label, (x, y), xytext=(-11 if right else 11, 0), textcoords="offset points",

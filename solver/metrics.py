@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from mpi4py import MPI
 
+#: a state whose proximal / stored energy (`proximal_energy_ratio`) exceeds this many times
+#: contact.proximal_tolerance is not in equilibrium: the regularisation, not the loads, holds its
+#: floating bodies (the flag of scripts/screening.py's map and scripts/experiments.py's stack tables)
+EQUILIBRIUM_FLAG = 10.0
+
 
 @dataclass(frozen=True)
 class Column:
