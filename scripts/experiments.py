@@ -94,7 +94,7 @@ def stack(run: Path, img: Path | None):
     print("|---|---|---|---|---|---|---|---|---|---|")
     rows, flag = [], equilibrium_flag(run)
     rests = rest_ends(ts)
-    states = sorted([dict(r, state="end of rest") for r in rests[1:]] + list(cy),
+    states = sorted([dict(r, state="end of rest") for r in rests if r is not ref] + list(cy),
                     key=lambda r: (r["cycle"], r["state"] != "end of rest"))  # stable: lithiated before delithiated
     for r in states:
         t = (1 + r["height_change"]) / (1 + h0) - 1
