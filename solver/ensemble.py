@@ -15,6 +15,7 @@ The statistics (`summarise`) are pure and tested on synthetic inputs.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -235,7 +236,8 @@ def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_see
                          f"set = {_json.dumps(list(overrides))}\n\n"
                          f"[[axis]]\nkey = \"rve.seed\"\nvalues = {_json.dumps(values)}\n")
         code = run_sweep(argparse.Namespace(sweep=str(sweep), out=str(out), jobs=jobs, ranks_per_case=1,
-                                            slurm=False, case=None, progress_every=progress_every))
+                                            slurm=False, case=None, progress_every=progress_every,
+                                            unpackable_replaced=True))
         sw = load_sweep(sweep)
         folders = [case_folder(out, c) for c in sw["cases"]]
         bad = [v for v, c, f in zip(values, sw["cases"], folders) if unpackable(f, c["config"])]
@@ -250,6 +252,10 @@ def run_ensemble(config, out, seeds: int, overrides=(), jobs: int = 1, first_see
     others = [f for c, f in zip(sw["cases"], folders)
               if _summary(f).get("status") != "completed" and not unpackable(f, c["config"])]
     res["code"] = 0 if (code == 0 or (not others and len(res["runs"]) >= seeds)) else code
+    if res["code"] and not others:  # the sweep left the unpackable seeds to us
+        print(f"error: {len(res['runs'])} of {seeds} packings: seed{'s' if len(bad) > 1 else ''} "
+              f"{', '.join(map(str, bad))} cannot be packed and no further seed could replace "
+              f"{'them' if len(bad) > 1 else 'it'}", file=sys.stderr, flush=True)
     res["unpackable"] = bad
     res["seeds"] = values
     return res

@@ -179,9 +179,9 @@ def test_ensemble_replaces_seeds_that_cannot_be_packed(tmp_path, monkeypatch):
     assert run_ensemble(cfg, out, 3)["runs"] == res["runs"] and calls == []
 
 
-def test_ensemble_adds_no_seeds_when_no_seed_can_be_packed(tmp_path, monkeypatch):
+def test_ensemble_adds_no_seeds_when_no_seed_can_be_packed(tmp_path, monkeypatch, capsys):
     """If none of the first N seeds can be packed the request itself is too dense: nothing is added,
-    the exit code says the ensemble failed."""
+    the exit code says the ensemble failed and so does its last line."""
     from pathlib import Path
 
     import creep_cathode.sweep as sweep
@@ -192,6 +192,35 @@ def test_ensemble_adds_no_seeds_when_no_seed_can_be_packed(tmp_path, monkeypatch
     monkeypatch.setattr(sweep, "run_sweep", _fake_sweep(tmp_path / "e", {1, 2}, calls))
     res = run_ensemble(cfg, tmp_path / "e", 2)
     assert calls == [1, 2] and res["runs"] == [] and res["code"] == 3
+    assert "error: 0 of 2 packings: seeds 1, 2 cannot be packed" in capsys.readouterr().err
+
+
+def test_sweep_leaves_unpackable_cases_to_the_ensemble(tmp_path, capsys):
+    """The sweep's "did not complete" error line names a case whose packing cannot be made, unless
+    its caller (the ensemble) replaces such cases (`unpackable_replaced`); the exit code says
+    "failed" either way (the ensemble decides its own)."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from creep_cathode.config import physics_hash
+    from creep_cathode.sweep import case_folder, load_sweep, run_sweep
+
+    base = Path(__file__).resolve().parent.parent / "configs" / "se_mse.toml"
+    sweep_toml = tmp_path / "s.toml"
+    sweep_toml.write_text(f'base = {json.dumps(str(base))}\n\n[[axis]]\nkey = "rve.seed"\nvalues = [8]\n')
+    out = tmp_path / "out"
+    c = load_sweep(sweep_toml)["cases"][0]
+    f = case_folder(out, c)
+    f.mkdir(parents=True)
+    (f / "summary.json").write_text(json.dumps({"status": "failed", "reason": "PackingError: jammed",
+                                                "config_hash": physics_hash(c["config"])}))
+    args = dict(sweep=str(sweep_toml), out=str(out), jobs=1, ranks_per_case=1, slurm=False, case=None,
+                progress_every=0)
+    assert run_sweep(argparse.Namespace(**args)) == 3
+    assert "error: 1 of 1 cases did not complete" in capsys.readouterr().err
+    assert run_sweep(argparse.Namespace(**args, unpackable_replaced=True)) == 3
+    assert "error" not in capsys.readouterr().err
 
 
 def test_sweep_does_not_retry_a_packing_that_cannot_be_made(tmp_path, monkeypatch, capsys):
