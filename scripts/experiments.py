@@ -21,6 +21,7 @@ Reads only the run folders' CSV files and snapshots; no solver.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -65,15 +66,16 @@ def pressed_reference(ts: list[dict]) -> dict | None:
     return ref
 
 
-def rest_ends(ts: list[dict]) -> list[dict]:
+def rest_ends(ts: list[dict], finished: bool = True) -> list[dict]:
     """The timeseries row at the end of every rest (steps that do not change theta), in order: the
     pressed reference first, then, in a protocol that rests at the start of each cycle, the
-    electrode pressed again after each delithiation."""
+    electrode pressed again after each delithiation. `finished` False (a run stopped or still
+    going): a rest that the last row is part of has not ended and is left out."""
     theta = [k for k in ts[0] if k.startswith("theta_")]
     ends = []
     for prev, r, nxt in zip(ts, ts[1:], ts[2:] + [None]):
         rest = all(r[k] == prev[k] for k in theta)
-        if rest and (nxt is None or any(nxt[k] != r[k] for k in theta)):
+        if rest and ((nxt is None and finished) or (nxt is not None and any(nxt[k] != r[k] for k in theta))):
             ends.append(r)
     return ends
 
@@ -93,7 +95,8 @@ def stack(run: Path, img: Path | None):
           f"{act}-{act} contact | mean vM {act} [MPa] | mean vM MSe [MPa] | proximal / stored |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     rows, flag = [], equilibrium_flag(run)
-    rests = rest_ends(ts)
+    summary = run / "summary.json"
+    rests = rest_ends(ts, finished=summary.exists() and json.loads(summary.read_text()).get("status") == "completed")
     states = sorted([dict(r, state="end of rest") for r in rests if r is not ref] + list(cy),
                     key=lambda r: (r["cycle"], r["state"] != "end of rest"))  # stable: lithiated before delithiated
     for r in states:

@@ -41,3 +41,8 @@ def test_rest_ends_are_the_last_steps_that_keep_theta():
     th = [0.0, 0.0, 0.0, 0.5, 1.0, 0.5, 0.0, 0.0, 0.0, 0.5]
     rows = [{"time_s": 30 * i, "cycle": 1 if i < 7 else 2, "theta_A": t} for i, t in enumerate(th)]
     assert [r["time_s"] for r in _module().rest_ends(rows)] == [60, 240]
+    # a run that stopped inside a rest: that rest has not ended (finished=False); a completed run's
+    # last rest has
+    stopped = rows[:8]
+    assert [r["time_s"] for r in _module().rest_ends(stopped, finished=False)] == [60]
+    assert [r["time_s"] for r in _module().rest_ends(stopped)] == [60, 210]
