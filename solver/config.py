@@ -390,8 +390,9 @@ class ContactSettings(_Strict):
     settle_relaxations: Int = Field(0, ge=0, le=10000,
                                     description="in a rest step, re-solves allowed instead of proximal_relaxations, "
                                                 "so that a packing under a stack pressure settles into equilibrium "
-                                                "(proximal / stored <= proximal_tolerance) before lithiation; 0: a "
-                                                "rest relaxes as any step")
+                                                "(proximal / stored <= proximal_tolerance) before lithiation, the "
+                                                "proximal stiffness softened while it has not; 0: a rest relaxes as "
+                                                "any step")
     proximal: Real = Field(1e-2, ge=0, le=1e3,
                            description="proximal (pseudo-time) stiffness for floating bodies, relative to "
                                        "E_max / L^2 [-], at most 1e3")

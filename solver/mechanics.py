@@ -87,6 +87,7 @@ class Mechanics:
             self._project_contact_always = contact.project_hessian
             self.contact.project_hessian = contact.project_hessian
             self.k_prox.value = contact.proximal
+        self.k_prox_nominal = float(self.k_prox.value)
         self.timers = {"constitutive": 0.0, "assembly": 0.0}  # (contact: self.contact.stats)
         self._cache = None  # (u, (F, response), with tangent, dt) of the last constitutive update
         self.dt = 0.0
@@ -338,6 +339,10 @@ class Mechanics:
         F, r = self._update(self.u.x.array, tangent=False)
         self.vm_q, self.sig_q = r.vm, r.sigma
         self.J_q = F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0]
+
+    def set_proximal_scale(self, s: float) -> None:
+        """Scale the proximal stiffness k to s x its configured value (settling a rest)."""
+        self.k_prox.value = self.k_prox_nominal * s
 
     def proximal_ratio(self, u_array) -> float:
         """Proximal energy of the step relative to the stored (bulk step) energy: a diagnostic that
