@@ -497,3 +497,40 @@ def test_floating_particles_proximal_anchor(tmp_path):
     for k in (0, 1):
         assert stretch["extrapolated", k] == pytest.approx(stretch["last_step", k], rel=1e-4)
     assert relax["extrapolated"] < 0.5 * relax["last_step"], relax
+
+
+def test_a_rest_settles_a_stack_of_two_disks_under_a_platen(tmp_path):
+    """A platen at 10 MPa presses a half-disk (cut by the top side, so it carries the platen) onto a
+    floating disk that hangs g = 0.3 um above the bottom wall and g below the half-disk, in a channel
+    0.1 um wider than the disks on each side (rollers), so the stack cannot slide apart. In
+    equilibrium both gaps are closed: the platen comes down by 2 g, less at most the barrier's gap
+    d̂ at each of the two contacts, plus the elastic flattening of the two contacts, ≤ 0.02 um (2D
+    Hertz, F = p W = 22 N/m, E* = E / (1 - ν²): δ ≈ 2F/(π E*) (2 ln(4R/b) - 1) ≈ 0.01 um per disk).
+    A rest with `contact.settle_relaxations` gets there with proximal / stored ≤ the tolerance and
+    leaves the proximal stiffness as configured; with the 3 plain re-solves it stays up, held by the
+    proximal term."""
+    W, R, g = 2.2e-6, 1e-6, 0.3e-6
+    H = 3 * R + 2 * g
+    dhat = min(0.1e-6 / 2, 0.25e-6 / 8)  # the default d̂: min(min_gap / 2, mesh_size / 8)
+    drop = {}
+    for settle in (0, 1000):
+        d = {
+            "rve": {"kind": "particles", "width": W, "height": H, "mesh_size": 0.25e-6, "min_gap": 0.1e-6,
+                    "particles": [{"phase": "Se", "center": [W / 2, H], "radius": R},
+                                  {"phase": "Se", "center": [W / 2, R + g], "radius": R}]},
+            "boundary": {"left": "roller", "right": "roller", "bottom": "roller",
+                         "top": {"pressure": 10e6, "platen": True}},
+            "materials": {"Se": {"active": True, "youngs_modulus": E, "poisson_ratio": NU,
+                                 "volume_ratio_lithiated": 1.98}},
+            "cycling": {"protocol": ["Rest for 1 min"], "cycles": 1},
+            "contact": {"settle_relaxations": settle},
+            "output": {"fields": "none", "plots": False, "progress": False},
+        }
+        sim, s, ts = run(validate(d), tmp_path / f"settle{settle}")
+        drop[settle] = -ts[-1]["height_change"] * H
+        if settle:
+            assert ts[-1]["proximal_energy_ratio"] <= 1e-3
+            assert float(sim.mech.k_prox.value) == sim.mech.k_prox_nominal > 0
+            assert 2 * g - 2 * dhat <= drop[settle] <= 2 * g + 0.02e-6, drop
+        else:
+            assert ts[-1]["proximal_energy_ratio"] > 1e-3 and drop[settle] < 2 * g - 2 * dhat, drop
