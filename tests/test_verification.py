@@ -4,6 +4,7 @@ Each expected number is computed here from a closed form, never from a previous 
 """
 
 import math
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -499,6 +500,36 @@ def test_floating_particles_proximal_anchor(tmp_path):
     assert relax["extrapolated"] < 0.5 * relax["last_step"], relax
 
 
+SETTLE_TOML = """
+[rve]
+kind = "particles"
+width = 2.2e-6
+height = 3.6e-6
+mesh_size = 0.25e-6
+min_gap = 0.1e-6
+particles = [{ phase = "Se", center = [1.1e-6, 3.6e-6], radius = 1e-6 },
+             { phase = "Se", center = [1.1e-6, 1.3e-6], radius = 1e-6 }]
+[boundary]
+left = "roller"
+right = "roller"
+bottom = "roller"
+top = { pressure = 10e6, platen = true }
+[materials.Se]
+active = true
+youngs_modulus = 10e9
+poisson_ratio = 0.32
+volume_ratio_lithiated = 1.98
+[cycling]
+protocol = ["Rest for 1 min"]
+cycles = 1
+[contact]
+settle_relaxations = 1000
+[output]
+fields = "none"
+plots = false
+"""
+
+
 def test_a_rest_settles_a_stack_of_two_disks_under_a_platen(tmp_path):
     """A platen at 10 MPa presses a half-disk (cut by the top side, so it carries the platen) onto a
     floating disk that hangs g = 0.3 um above the bottom wall and g below the half-disk, in a channel
@@ -514,18 +545,10 @@ def test_a_rest_settles_a_stack_of_two_disks_under_a_platen(tmp_path):
     dhat = min(0.1e-6 / 2, 0.25e-6 / 8)  # the default d̂: min(min_gap / 2, mesh_size / 8)
     drop = {}
     for settle in (0, 1000):
-        d = {
-            "rve": {"kind": "particles", "width": W, "height": H, "mesh_size": 0.25e-6, "min_gap": 0.1e-6,
-                    "particles": [{"phase": "Se", "center": [W / 2, H], "radius": R},
-                                  {"phase": "Se", "center": [W / 2, R + g], "radius": R}]},
-            "boundary": {"left": "roller", "right": "roller", "bottom": "roller",
-                         "top": {"pressure": 10e6, "platen": True}},
-            "materials": {"Se": {"active": True, "youngs_modulus": E, "poisson_ratio": NU,
-                                 "volume_ratio_lithiated": 1.98}},
-            "cycling": {"protocol": ["Rest for 1 min"], "cycles": 1},
-            "contact": {"settle_relaxations": settle},
-            "output": {"fields": "none", "plots": False, "progress": False},
-        }
+        d = tomllib.loads(SETTLE_TOML)  # the stack (W, H, R, g) above
+        assert d["rve"]["particles"][1]["center"][1] == pytest.approx(R + g)
+        assert d["rve"]["height"] == pytest.approx(H) and d["rve"]["width"] == pytest.approx(W)
+        d["contact"]["settle_relaxations"], d["output"]["progress"] = settle, False
         sim, s, ts = run(validate(d), tmp_path / f"settle{settle}")
         drop[settle] = -ts[-1]["height_change"] * H
         if settle:
@@ -534,3 +557,11 @@ def test_a_rest_settles_a_stack_of_two_disks_under_a_platen(tmp_path):
             assert 2 * g - 2 * dhat <= drop[settle] <= 2 * g + 0.02e-6, drop
         else:
             assert ts[-1]["proximal_energy_ratio"] > 1e-3 and drop[settle] < 2 * g - 2 * dhat, drop
+
+
+def test_settling_serial_vs_mpi(tmp_path):
+    """The softened settle of the two-disk stack above (its decisions rest on allreduced ratios and
+    Newton's collective convergence) gives the same metrics on 1 and 2 ranks (1e-8 relative)."""
+    cfg = tmp_path / "settle.toml"
+    cfg.write_text(SETTLE_TOML)
+    assert_same_serial_and_mpi(["run", str(cfg)], tmp_path)
