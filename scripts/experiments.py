@@ -21,12 +21,12 @@ Reads only the run folders' CSV files and snapshots; no solver.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from creep_cathode.metrics import EQUILIBRIUM_FLAG
 from creep_cathode.output import CSVTable
+from creep_cathode.rundir import read_summary
 
 PAPER_THICKNESS = {"Se": 0.0476, "FeS": 0.667}  # Xiong 2024, Fig. 5d-g: after 100 cycles
 
@@ -95,8 +95,7 @@ def stack(run: Path, img: Path | None):
           f"{act}-{act} contact | mean vM {act} [MPa] | mean vM MSe [MPa] | proximal / stored |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     rows, flag = [], equilibrium_flag(run)
-    summary = run / "summary.json"
-    rests = rest_ends(ts, finished=summary.exists() and json.loads(summary.read_text()).get("status") == "completed")
+    rests = rest_ends(ts, finished=(read_summary(run) or {}).get("status") == "completed")
     states = sorted([dict(r, state="end of rest") for r in rests if r is not ref] + list(cy),
                     key=lambda r: (r["cycle"], r["state"] != "end of rest"))  # stable: lithiated before delithiated
     for r in states:
