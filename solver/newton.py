@@ -230,6 +230,11 @@ def _linear_residual(A, b, du) -> float:
     return out
 
 
+def _slope_and_size(b, du):
+    """The directional derivative b·δ of the energy along the direction δ and its largest entry |δ|∞."""
+    return b.dot(du.x.petsc_vec), du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+
+
 def _bcast(comm, x):
     return comm.bcast(x, root=0) if comm.size > 1 else x
 
@@ -315,8 +320,7 @@ def _minimise(solver: NewtonSolver, system: System, u, reuse_factorisation: bool
         chord = (A is None and chords < solver.chord_steps and ((it == 0 and reuse) or contracted)
                  and _chord_direction(ksp, b, du, solver.timers))
         if chord:
-            slope = b.dot(du.x.petsc_vec)  # b·δ
-            dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+            slope, dnorm = _slope_and_size(b, du)
             chord = math.isfinite(slope) and math.isfinite(dnorm) and slope < 0
         chords = chords + 1 if chord else 0
         n_chord += chord
@@ -332,8 +336,7 @@ def _minimise(solver: NewtonSolver, system: System, u, reuse_factorisation: bool
             ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"), solver.timers)
             if not ok:
                 return done(False, it, msg)
-            slope = b.dot(du.x.petsc_vec)  # b·δ
-            dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+            slope, dnorm = _slope_and_size(b, du)
             if not (math.isfinite(slope) and math.isfinite(dnorm)):
                 return done(False, it, "non-finite Newton direction (singular tangent?)")
         for level in (1, 2):
@@ -349,16 +352,14 @@ def _minimise(solver: NewtonSolver, system: System, u, reuse_factorisation: bool
             ok, msg = _direction(ksp, pattern, A, b, du, lambda m: say(f"  newton {it}: {m}"), solver.timers)
             if not ok:
                 return done(False, it, msg)
-            slope = b.dot(du.x.petsc_vec)
-            dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+            slope, dnorm = _slope_and_size(b, du)
             n_projected += 1
         if not (slope < 0):
             say(f"  newton {it}: not a descent direction (b·d = {slope:.3e}); using -b")
             b.copy(du.x.petsc_vec)
             du.x.petsc_vec.scale(-1.0)
             du.x.scatter_forward()
-            slope = -b.dot(b)
-            dnorm = du.x.petsc_vec.norm(PETSc.NormType.NORM_INFINITY)
+            slope, dnorm = _slope_and_size(b, du)
         # --- line search
         u0 = u.x.array.copy()
         d = du.x.array.copy()
